@@ -1,0 +1,198 @@
+"""Compiled step kernels of the built-in cells.
+
+Every cell kernel has the same signature so that learners (and fused loops)
+can drive any cell without knowing which one it is::
+
+    kernel(args, s_prev, x, s_next, coef, dyn, presyn, want_jacobians)
+
+``args``      the cell's own tuple of arrays and scalars (``Cell.kernel_args``)
+``s_prev``    (B, S) states entering the step
+``x``         (B, n_in) inputs
+``s_next``    (B, S) written: the new states
+``coef``      (B, S, G) written: ds_next[k] / d(pre-activation of gate g at unit(k))
+``dyn``       (B, nnz_D) written: values of the dynamics Jacobian D on its pattern
+``presyn``    (B, n_presyn) written: the presynaptic vector z = [h_prev; x; 1]
+
+The immediate Jacobian is never formed: parameter ``p`` of gate ``g`` at unit
+``i`` with presynaptic index ``src`` has ``I[k, p] = coef[k, g] * z[src]`` for
+each state ``k`` of unit ``i`` that gate ``g`` touches (``CellStructure``).
+When ``want_jacobians`` is False only ``s_next`` is written.
+
+Kernels never validate: the public wrappers in ``cells.py`` do.
+"""
+
+import numpy as np
+
+from ._jit import njit
+
+
+@njit
+def _sigmoid(a):
+    return 1.0 / (1.0 + np.exp(-a))
+
+
+@njit
+def _row_dot(indptr, indices, data, i, v):
+    acc = data.dtype.type(0.0)
+    for e in range(indptr[i], indptr[i + 1]):
+        acc += data[e] * v[indices[e]]
+    return acc
+
+
+@njit
+def _fill_presyn(h, x, z):
+    n = h.shape[0]
+    n_in = x.shape[0]
+    for j in range(n):
+        z[j] = h[j]
+    for j in range(n_in):
+        z[n + j] = x[j]
+    z[n + n_in] = 1.0
+
+
+@njit
+def vanilla_kernel(args, s_prev, x, s_next, coef, dyn, presyn, want_jacobians):
+    (W_ptr, W_idx, W_val, U_ptr, U_idx, U_val, b, alpha, d_diag, w_to_d) = args
+    n = s_prev.shape[1]
+    one = s_prev.dtype.type(1.0)
+    for bb in range(s_prev.shape[0]):
+        h = s_prev[bb]
+        xb = x[bb]
+        if want_jacobians:
+            d = dyn[bb]
+            d[:] = 0.0
+        for i in range(n):
+            a = b[i] + _row_dot(W_ptr, W_idx, W_val, i, h) + _row_dot(U_ptr, U_idx, U_val, i, xb)
+            t = np.tanh(a)
+            s_next[bb, i] = (one - alpha) * h[i] + alpha * t
+            if want_jacobians:
+                ci = alpha * (one - t * t)
+                coef[bb, i, 0] = ci
+                d[d_diag[i]] += one - alpha
+                for e in range(W_ptr[i], W_ptr[i + 1]):
+                    d[w_to_d[e]] += ci * W_val[e]
+        if want_jacobians:
+            _fill_presyn(h, xb, presyn[bb])
+
+
+@njit
+def gru_kernel(args, s_prev, x, s_next, coef, dyn, presyn, want_jacobians):
+    (
+        Whr_ptr, Whr_idx, Whr_val,
+        Whz_ptr, Whz_idx, Whz_val,
+        Whn_ptr, Whn_idx, Whn_val,
+        Wir_ptr, Wir_idx, Wir_val,
+        Wiz_ptr, Wiz_idx, Wiz_val,
+        Win_ptr, Win_idx, Win_val,
+        b_r, b_z, b_in, b_hn,
+        d_diag, hr_to_d, hz_to_d, hn_to_d,
+    ) = args
+    n = s_prev.shape[1]
+    one = s_prev.dtype.type(1.0)
+    for bb in range(s_prev.shape[0]):
+        h = s_prev[bb]
+        xb = x[bb]
+        if want_jacobians:
+            d = dyn[bb]
+            d[:] = 0.0
+        for i in range(n):
+            a_r = b_r[i] + _row_dot(Whr_ptr, Whr_idx, Whr_val, i, h) + _row_dot(Wir_ptr, Wir_idx, Wir_val, i, xb)
+            a_z = b_z[i] + _row_dot(Whz_ptr, Whz_idx, Whz_val, i, h) + _row_dot(Wiz_ptr, Wiz_idx, Wiz_val, i, xb)
+            a_hn = b_hn[i] + _row_dot(Whn_ptr, Whn_idx, Whn_val, i, h)
+            a_in = b_in[i] + _row_dot(Win_ptr, Win_idx, Win_val, i, xb)
+            r = _sigmoid(a_r)
+            z = _sigmoid(a_z)
+            c = np.tanh(a_in + r * a_hn)
+            s_next[bb, i] = (one - z) * c + z * h[i]
+            if want_jacobians:
+                # dh'/d(pre-activation) of each gate; the candidate's
+                # pre-activation is a_in + r * a_hn, so the recurrent half
+                # (gate 3) is scaled by r and the reset gate (gate 0) by a_hn.
+                dc = (one - z) * (one - c * c)
+                g_r = dc * a_hn * r * (one - r)
+                g_z = (h[i] - c) * z * (one - z)
+                g_hn = dc * r
+                coef[bb, i, 0] = g_r
+                coef[bb, i, 1] = g_z
+                coef[bb, i, 2] = dc
+                coef[bb, i, 3] = g_hn
+                d[d_diag[i]] += z
+                for e in range(Whr_ptr[i], Whr_ptr[i + 1]):
+                    d[hr_to_d[e]] += g_r * Whr_val[e]
+                for e in range(Whz_ptr[i], Whz_ptr[i + 1]):
+                    d[hz_to_d[e]] += g_z * Whz_val[e]
+                for e in range(Whn_ptr[i], Whn_ptr[i + 1]):
+                    d[hn_to_d[e]] += g_hn * Whn_val[e]
+        if want_jacobians:
+            _fill_presyn(h, xb, presyn[bb])
+
+
+@njit
+def lstm_kernel(args, s_prev, x, s_next, coef, dyn, presyn, want_jacobians):
+    (
+        Whi_ptr, Whi_idx, Whi_val,
+        Whf_ptr, Whf_idx, Whf_val,
+        Whg_ptr, Whg_idx, Whg_val,
+        Who_ptr, Who_idx, Who_val,
+        Wii_ptr, Wii_idx, Wii_val,
+        Wif_ptr, Wif_idx, Wif_val,
+        Wig_ptr, Wig_idx, Wig_val,
+        Wio_ptr, Wio_idx, Wio_val,
+        b_i, b_f, b_g, b_o,
+        d_diag, d_hc,
+        hi_to_dh, hf_to_dh, hg_to_dh, ho_to_dh,
+        hi_to_dc, hf_to_dc, hg_to_dc,
+    ) = args
+    n = s_prev.shape[1] // 2
+    one = s_prev.dtype.type(1.0)
+    for bb in range(s_prev.shape[0]):
+        h = s_prev[bb, :n]
+        c = s_prev[bb, n:]
+        xb = x[bb]
+        if want_jacobians:
+            d = dyn[bb]
+            d[:] = 0.0
+        for i in range(n):
+            a_i = b_i[i] + _row_dot(Whi_ptr, Whi_idx, Whi_val, i, h) + _row_dot(Wii_ptr, Wii_idx, Wii_val, i, xb)
+            a_f = b_f[i] + _row_dot(Whf_ptr, Whf_idx, Whf_val, i, h) + _row_dot(Wif_ptr, Wif_idx, Wif_val, i, xb)
+            a_g = b_g[i] + _row_dot(Whg_ptr, Whg_idx, Whg_val, i, h) + _row_dot(Wig_ptr, Wig_idx, Wig_val, i, xb)
+            a_o = b_o[i] + _row_dot(Who_ptr, Who_idx, Who_val, i, h) + _row_dot(Wio_ptr, Wio_idx, Wio_val, i, xb)
+            gi = _sigmoid(a_i)
+            gf = _sigmoid(a_f)
+            gg = np.tanh(a_g)
+            go = _sigmoid(a_o)
+            c_new = gf * c[i] + gi * gg
+            tc = np.tanh(c_new)
+            s_next[bb, i] = go * tc
+            s_next[bb, n + i] = c_new
+            if want_jacobians:
+                # dc'/d(pre-activation) of gates i, f, g; the output gate does
+                # not touch c'. h' = o tanh(c') scales those by k = o (1 - tanh^2).
+                dci = gg * gi * (one - gi)
+                dcf = c[i] * gf * (one - gf)
+                dcg = gi * (one - gg * gg)
+                k = go * (one - tc * tc)
+                dho = tc * go * (one - go)
+                coef[bb, n + i, 0] = dci
+                coef[bb, n + i, 1] = dcf
+                coef[bb, n + i, 2] = dcg
+                coef[bb, n + i, 3] = 0.0
+                coef[bb, i, 0] = k * dci
+                coef[bb, i, 1] = k * dcf
+                coef[bb, i, 2] = k * dcg
+                coef[bb, i, 3] = dho
+                d[d_diag[n + i]] += gf
+                d[d_hc[i]] += k * gf
+                for e in range(Whi_ptr[i], Whi_ptr[i + 1]):
+                    d[hi_to_dh[e]] += k * dci * Whi_val[e]
+                    d[hi_to_dc[e]] += dci * Whi_val[e]
+                for e in range(Whf_ptr[i], Whf_ptr[i + 1]):
+                    d[hf_to_dh[e]] += k * dcf * Whf_val[e]
+                    d[hf_to_dc[e]] += dcf * Whf_val[e]
+                for e in range(Whg_ptr[i], Whg_ptr[i + 1]):
+                    d[hg_to_dh[e]] += k * dcg * Whg_val[e]
+                    d[hg_to_dc[e]] += dcg * Whg_val[e]
+                for e in range(Who_ptr[i], Who_ptr[i + 1]):
+                    d[ho_to_dh[e]] += dho * Who_val[e]
+        if want_jacobians:
+            _fill_presyn(h, xb, presyn[bb])

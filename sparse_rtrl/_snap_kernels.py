@@ -1,0 +1,181 @@
+"""Compiled kernels of SnAp-n: the mask (reach) builder and the per-step update.
+
+Layout of the influence. Parameters that share a seed set (the states they
+touch immediately: unit ``i`` for vanilla and GRU; ``{h_i, c_i}`` or ``{h_i}``
+for the LSTM) share their reach ``R_n``, so the influence of one such *group*
+is a dense ``|R_n| x q`` block, stored row-major in one flat array. The update
+``J <- mask * (D J + I)`` of a group is then a small sparse-times-dense product
+``D[R, R] @ J_block`` whose inner loop runs over the ``q`` contiguous columns.
+
+Plans are built once with a sizing pass and a filling pass; the step kernel
+allocates nothing.
+"""
+
+import numpy as np
+
+from ._jit import njit
+
+
+@njit
+def _reach(seed_ptr, seed_rows, out_ptr, out_idx, n_steps, marker, frontier, g, rows_out, write):
+    """Size (and, if ``write``, fill) the reach of group ``g`` after ``n_steps``.
+
+    ``out_ptr/out_idx`` list, for each state ``j``, the states ``k`` with
+    ``D[k, j]`` structurally nonzero (the transpose of D's pattern).
+    ``marker`` must be all -1 on entry and is restored on exit.
+    """
+    count = 0
+    for s in range(seed_ptr[g], seed_ptr[g + 1]):
+        k = seed_rows[s]
+        if marker[k] < 0:
+            marker[k] = 1
+            frontier[count] = k
+            count += 1
+    lo = 0
+    hi = count
+    for _ in range(n_steps - 1):
+        if lo == hi:
+            break
+        for f in range(lo, hi):
+            j = frontier[f]
+            for e in range(out_ptr[j], out_ptr[j + 1]):
+                k = out_idx[e]
+                if marker[k] < 0:
+                    marker[k] = 1
+                    frontier[count] = k
+                    count += 1
+        lo = hi
+        hi = count
+    for f in range(count):
+        marker[frontier[f]] = -1
+        if write:
+            rows_out[f] = frontier[f]
+    return count
+
+
+@njit
+def reach_sizes(seed_ptr, seed_rows, out_ptr, out_idx, n_steps, n_state):
+    """Sizing pass: ``|R_n|`` of every group."""
+    n_groups = seed_ptr.shape[0] - 1
+    marker = np.full(n_state, -1, dtype=np.int32)
+    frontier = np.empty(n_state, dtype=np.int32)
+    sizes = np.empty(n_groups, dtype=np.int64)
+    dummy = np.empty(0, dtype=np.int32)
+    for g in range(n_groups):
+        sizes[g] = _reach(seed_ptr, seed_rows, out_ptr, out_idx, n_steps, marker, frontier, g, dummy, False)
+    return sizes
+
+
+@njit
+def reach_fill(seed_ptr, seed_rows, out_ptr, out_idx, n_steps, n_state, row_ptr, rows):
+    """Filling pass: the sorted reach of every group into ``rows[row_ptr[g]:row_ptr[g+1]]``."""
+    n_groups = seed_ptr.shape[0] - 1
+    marker = np.full(n_state, -1, dtype=np.int32)
+    frontier = np.empty(n_state, dtype=np.int32)
+    for g in range(n_groups):
+        seg = rows[row_ptr[g]:row_ptr[g + 1]]
+        _reach(seed_ptr, seed_rows, out_ptr, out_idx, n_steps, marker, frontier, g, seg, True)
+        seg.sort()
+
+
+@njit
+def plan_sizes(row_ptr, rows, dyn_ptr, dyn_idx, n_state):
+    """Sizing pass: for each reach row, how many of D's entries stay inside the group."""
+    local = np.full(n_state, -1, dtype=np.int32)
+    counts = np.zeros(rows.shape[0], dtype=np.int64)
+    for g in range(row_ptr.shape[0] - 1):
+        for a in range(row_ptr[g], row_ptr[g + 1]):
+            local[rows[a]] = a - row_ptr[g]
+        for a in range(row_ptr[g], row_ptr[g + 1]):
+            k = rows[a]
+            c = 0
+            for e in range(dyn_ptr[k], dyn_ptr[k + 1]):
+                if local[dyn_idx[e]] >= 0:
+                    c += 1
+            counts[a] = c
+        for a in range(row_ptr[g], row_ptr[g + 1]):
+            local[rows[a]] = -1
+    return counts
+
+
+@njit
+def plan_fill(row_ptr, rows, dyn_ptr, dyn_idx, n_state, plan_ptr, plan_col, plan_entry):
+    """Filling pass: ``D[k, j]`` inside group g as (local column of j, index into D's data)."""
+    local = np.full(n_state, -1, dtype=np.int32)
+    for g in range(row_ptr.shape[0] - 1):
+        for a in range(row_ptr[g], row_ptr[g + 1]):
+            local[rows[a]] = a - row_ptr[g]
+        for a in range(row_ptr[g], row_ptr[g + 1]):
+            k = rows[a]
+            w = plan_ptr[a]
+            for e in range(dyn_ptr[k], dyn_ptr[k + 1]):
+                j = local[dyn_idx[e]]
+                if j >= 0:
+                    plan_col[w] = j
+                    plan_entry[w] = e
+                    w += 1
+        for a in range(row_ptr[g], row_ptr[g + 1]):
+            local[rows[a]] = -1
+
+
+@njit
+def snap_update(row_ptr, rows, col_ptr, col_gate, col_src, inf_ptr, plan_ptr, plan_col, plan_entry,
+                seed_ptr, seed_local, dyn, coef, z, c, J, scratch, acc, accumulate):
+    """``J <- mask * (D J + I)`` for every stream; if ``accumulate``, ``acc += c J``.
+
+    ``J`` (B, mask_size) holds each group's block row-major at ``inf_ptr[g]``.
+    ``acc`` (B, P) is in group-column order. ``scratch`` (B, max block size).
+    """
+    for b in range(J.shape[0]):
+        Jb = J[b]
+        work = scratch[b]
+        d = dyn[b]
+        cb = c[b]
+        zb = z[b]
+        coefb = coef[b]
+        accb = acc[b]
+        for g in range(row_ptr.shape[0] - 1):
+            r0 = row_ptr[g]
+            r = row_ptr[g + 1] - r0
+            c0 = col_ptr[g]
+            q = col_ptr[g + 1] - c0
+            base = inf_ptr[g]
+            for a in range(r):
+                out = work[a * q:(a + 1) * q]
+                out[:] = 0.0
+                for w in range(plan_ptr[r0 + a], plan_ptr[r0 + a + 1]):
+                    dk = d[plan_entry[w]]
+                    src = base + plan_col[w] * q
+                    for cc in range(q):
+                        out[cc] += dk * Jb[src + cc]
+            for s in range(seed_ptr[g], seed_ptr[g + 1]):
+                a = seed_local[s]
+                k = rows[r0 + a]
+                out = work[a * q:(a + 1) * q]
+                for cc in range(q):
+                    out[cc] += coefb[k, col_gate[c0 + cc]] * zb[col_src[c0 + cc]]
+            for a in range(r):
+                dst = base + a * q
+                for cc in range(q):
+                    Jb[dst + cc] = work[a * q + cc]
+                if accumulate:
+                    ck = cb[rows[r0 + a]]
+                    if ck != 0.0:
+                        for cc in range(q):
+                            accb[c0 + cc] += ck * work[a * q + cc]
+
+
+@njit
+def snap_accumulate(row_ptr, rows, col_ptr, inf_ptr, c, J, acc):
+    """``acc += c J`` without changing ``J`` (a second credit for the same step)."""
+    for b in range(J.shape[0]):
+        for g in range(row_ptr.shape[0] - 1):
+            r0 = row_ptr[g]
+            c0 = col_ptr[g]
+            q = col_ptr[g + 1] - c0
+            base = inf_ptr[g]
+            for a in range(row_ptr[g + 1] - r0):
+                ck = c[b, rows[r0 + a]]
+                if ck != 0.0:
+                    for cc in range(q):
+                        acc[b, c0 + cc] += ck * J[b, base + a * q + cc]

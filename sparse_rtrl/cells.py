@@ -1,0 +1,688 @@
+"""Recurrent cells with CSR-sparse weights: VanillaRNN, GRU and LSTM.
+
+A cell maps a state and an input to the next state, ``s_t = f(s_{t-1}, x_t)``.
+All of its trainable numbers live in one flat vector, ``cell.params``; every
+weight matrix is a CSR matrix whose ``data`` is a view into that vector, so
+an optimiser that writes into ``cell.params`` changes the cell.
+
+Besides the step, a cell gives learners the two Jacobians they need, on fixed
+sparse patterns and without ever forming a dense matrix:
+
+- the dynamics Jacobian ``D_t = ds_t/ds_{t-1}`` (``S x S``), whose values are
+  written on ``cell.structure.dynamics`` (a :class:`~sparse_rtrl.Pattern`);
+- the immediate Jacobian ``I_t = ds_t/dtheta`` (``S x P``) in factored form:
+  parameter ``p`` (gate ``g``, unit ``i``, presynaptic index ``j``) has
+  ``I[k, p] = coef[k, g] * z[j]`` for each state ``k`` of unit ``i`` that its
+  gate touches, where ``z = [h_{t-1}; x_t; 1]``.
+
+Building a cell from your own matrices
+--------------------------------------
+``pattern=`` takes a ``scipy.sparse`` matrix (or a :class:`Pattern`) that
+fixes which recurrent entries exist; values are drawn at random. For a gated
+cell it may also be a dict naming each matrix (``{"W_hr": ..., "W_ii": ...}``).
+``Cell.from_weights({...})`` takes both pattern and values from your matrices
+(``scipy.sparse`` for sparse ones, numpy arrays for dense ones and biases).
+"""
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from ._validate import check_dtype, check_float, check_int, check_real_array, check_seed
+from .patterns import Pattern, union_structure
+
+_SOURCES = ("h", "x", "1")
+
+
+class SparseWeight:
+    """A CSR weight matrix whose values are a writable view into ``cell.params``.
+
+    Attributes
+    ----------
+    pattern : Pattern
+        Which entries are stored (fixed).
+    data : ndarray
+        Stored values in CSR order; writing into it changes the cell.
+    """
+
+    __slots__ = ("pattern", "data")
+
+    def __init__(self, pattern, data):
+        self.pattern = pattern
+        self.data = data
+
+    @property
+    def shape(self):
+        return self.pattern.shape
+
+    @property
+    def indptr(self):
+        return self.pattern.indptr
+
+    @property
+    def indices(self):
+        return self.pattern.indices
+
+    @property
+    def nnz(self):
+        return self.pattern.nnz
+
+    def toarray(self):
+        """Dense copy, zeros off the pattern."""
+        out = np.zeros(self.shape, dtype=self.data.dtype)
+        out[self.pattern.rows(), self.pattern.indices] = self.data
+        return out
+
+    def to_scipy(self):
+        """``scipy.sparse.csr_matrix`` copy."""
+        return self.pattern.to_scipy(self.data)
+
+    def __repr__(self):
+        return f"SparseWeight(shape={self.shape}, nnz={self.nnz}, dtype={self.data.dtype})"
+
+
+@dataclass(frozen=True, eq=False)
+class CellStructure:
+    """What a learner needs to know about a cell's Jacobians, fixed at construction.
+
+    Attributes
+    ----------
+    n_in, n_hidden, n_state, n_params, n_gates, n_presyn : int
+        Sizes; ``n_state`` is ``S``, ``n_params`` is ``P``, ``n_presyn`` the
+        length of the presynaptic vector ``z = [h; x; 1]``.
+    dynamics : Pattern
+        ``S x S`` structure of ``D_t`` (always includes the diagonal).
+    param_unit, param_gate, param_src : int32 arrays, shape (P,)
+        For each parameter: the unit (row) it enters, its gate, and its index
+        into ``z``.
+    gate_touch : bool array, shape (n_gates, S // n_hidden)
+        ``gate_touch[g, m]`` is True when gate ``g``'s parameters of unit ``i``
+        directly change state ``i + m * n_hidden``.
+    """
+
+    n_in: int
+    n_hidden: int
+    n_state: int
+    n_params: int
+    n_gates: int
+    n_presyn: int
+    dynamics: Pattern
+    param_unit: np.ndarray
+    param_gate: np.ndarray
+    param_src: np.ndarray
+    gate_touch: np.ndarray
+
+    def immediate_pattern(self):
+        """``S x P`` structure of the immediate Jacobian ``I_t``."""
+        rows, cols = [], []
+        params = np.arange(self.n_params, dtype=np.int64)
+        for m in range(self.gate_touch.shape[1]):
+            hit = self.gate_touch[self.param_gate, m]
+            rows.append(self.param_unit[hit].astype(np.int64) + m * self.n_hidden)
+            cols.append(params[hit])
+        rows = np.concatenate(rows)
+        cols = np.concatenate(cols)
+        order = np.lexsort((cols, rows))
+        indptr = np.zeros(self.n_state + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows, minlength=self.n_state), out=indptr[1:])
+        return Pattern(indptr, cols[order], (self.n_state, self.n_params))
+
+
+class Jacobians(NamedTuple):
+    """Result of :meth:`Cell.jacobians`."""
+
+    state: np.ndarray
+    dynamics: object  # scipy.sparse.csr_matrix, S x S
+    immediate: object  # scipy.sparse.csr_matrix, S x P
+
+
+@dataclass(frozen=True)
+class _WeightSpec:
+    name: str
+    gate: int
+    source: str  # "h" (recurrent), "x" (input) or "1" (bias)
+
+
+def _as_pattern(value, shape, name):
+    if isinstance(value, Pattern):
+        pat = value
+    else:
+        pat = Pattern.from_scipy(value, name=name)
+    if pat.shape != shape:
+        raise ValueError(f"pattern for {name} must have shape {shape}, got {pat.shape}")
+    return pat
+
+
+class Cell:
+    """Base class of the recurrent cells.
+
+    Subclasses define ``kind``, ``gate_names``, ``_specs`` (the weights, in
+    parameter order), ``_touch`` (which states each gate changes), the dynamics
+    structure and the compiled kernel. See the module docstring.
+
+    Attributes
+    ----------
+    n_in, n_hidden, n_state, n_params : int
+    dtype : numpy.dtype
+    params : ndarray, shape (P,)
+        The flat parameter vector (writable; every weight is a view into it).
+    weights : dict
+        Name -> :class:`SparseWeight` (matrices) or 1-D view (biases).
+    structure : CellStructure
+    """
+
+    kind = None
+    gate_names = ()
+    n_state_per_unit = 1
+
+    # -- construction ---------------------------------------------------------
+    def _build(self, n_in, n_hidden, density, seed, dtype, input_density, pattern, shared_pattern):
+        self.n_in = check_int(n_in, "n_in", minimum=1)
+        self.n_hidden = check_int(n_hidden, "n_hidden", minimum=1)
+        self.dtype = check_dtype(dtype)
+        seed = check_seed(seed)
+        if pattern is not None and density is not None:
+            raise ValueError("give either density or pattern, not both")
+        density = 1.0 if density is None else check_float(density, "density", 0.0, 1.0, low_open=True)
+        input_density = check_float(input_density, "input_density", 0.0, 1.0, low_open=True)
+        if not isinstance(shared_pattern, (bool, np.bool_)):
+            raise TypeError(f"shared_pattern must be a bool, got {shared_pattern!r}")
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        self.seed = seed if not isinstance(seed, np.random.Generator) else None
+        self.n_state = self.n_state_per_unit * self.n_hidden
+        self.density = density
+        self.input_density = input_density
+        self.shared_pattern = bool(shared_pattern)
+
+        specs = self._specs()
+        names = [s.name for s in specs]
+        n = self.n_hidden
+        shapes = {
+            s.name: (n, n) if s.source == "h" else (n, self.n_in) if s.source == "x" else (n, 1)
+            for s in specs
+        }
+
+        given = {}
+        if pattern is not None:
+            if isinstance(pattern, dict):
+                unknown = set(pattern) - {s.name for s in specs if s.source != "1"}
+                if unknown:
+                    raise ValueError(
+                        f"pattern names {sorted(unknown)} are not weight matrices of {type(self).__name__}; "
+                        f"its matrices are {[s.name for s in specs if s.source != '1']}"
+                    )
+                given = {k: _as_pattern(v, shapes[k], k) for k, v in pattern.items()}
+            else:
+                for s in specs:
+                    if s.source == "h":
+                        given[s.name] = _as_pattern(pattern, shapes[s.name], "pattern")
+
+        patterns = {}
+        shared = {}
+        for s in specs:
+            if s.name in given:
+                patterns[s.name] = given[s.name]
+            elif s.source == "1":
+                patterns[s.name] = Pattern.dense((n, 1))
+            else:
+                dens = density if s.source == "h" else input_density
+                if self.shared_pattern and s.source in shared:
+                    patterns[s.name] = shared[s.source]
+                else:
+                    patterns[s.name] = Pattern.random(shapes[s.name], dens, rng)
+                    shared[s.source] = patterns[s.name]
+        self._specs_list = specs
+        self._patterns = patterns
+
+        # The flat parameter vector, in spec order; each weight is a view.
+        sizes = [patterns[name].nnz for name in names]
+        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self.n_params = int(offsets[-1])
+        self._params = np.zeros(self.n_params, dtype=self.dtype)
+        self.weight_names = tuple(names)
+        self.weights = {}
+        self._slices = {}
+        for s, lo, hi in zip(specs, offsets[:-1], offsets[1:]):
+            view = self._params[lo:hi]
+            self._slices[s.name] = slice(int(lo), int(hi))
+            if s.source == "1":
+                self.weights[s.name] = view
+            else:
+                self.weights[s.name] = SparseWeight(patterns[s.name], view)
+
+        # Per-parameter metadata for the factored immediate Jacobian.
+        base = {"h": 0, "x": self.n_hidden, "1": self.n_hidden + self.n_in}
+        unit, gate, src = [], [], []
+        for s in specs:
+            pat = patterns[s.name]
+            unit.append(pat.rows())
+            gate.append(np.full(pat.nnz, s.gate, dtype=np.int32))
+            src.append(pat.indices.astype(np.int32) + base[s.source])
+        touch = np.array(self._touch(), dtype=bool)
+        dyn_pattern, maps = union_structure((self.n_state, self.n_state), self._dynamics_parts(patterns))
+        self.structure = CellStructure(
+            n_in=self.n_in,
+            n_hidden=self.n_hidden,
+            n_state=self.n_state,
+            n_params=self.n_params,
+            n_gates=len(self.gate_names),
+            n_presyn=self.n_hidden + self.n_in + 1,
+            dynamics=dyn_pattern,
+            param_unit=np.concatenate(unit).astype(np.int32),
+            param_gate=np.concatenate(gate),
+            param_src=np.concatenate(src),
+            gate_touch=touch,
+        )
+        for arr in (self.structure.param_unit, self.structure.param_gate, self.structure.param_src, touch):
+            arr.flags.writeable = False
+        self._dyn_maps = maps
+        self._init_values(rng)
+        self.kernel_args = self._make_kernel_args()
+
+    def _init_values(self, rng):
+        """Recurrent and input weights ~ N(0, 1/k) with k the mean stored entries per row; biases 0."""
+        for s in self._specs_list:
+            if s.source == "1":
+                continue
+            w = self.weights[s.name]
+            fan = max(1.0, w.nnz / self.n_hidden)
+            w.data[:] = rng.normal(0.0, 1.0 / np.sqrt(fan), size=w.nnz)
+
+    def _csr_args(self, name):
+        w = self.weights[name]
+        return (w.indptr, w.indices, w.data)
+
+    # -- public API -------------------------------------------------------------
+    @property
+    def params(self):
+        """The flat parameter vector (a writable array; weights are views into it)."""
+        return self._params
+
+    @params.setter
+    def params(self, value):
+        value = check_real_array(value, "params", (self.n_params,), self.dtype)
+        self._params[:] = value
+
+    @property
+    def patterns(self):
+        """Name -> :class:`Pattern` of every weight matrix (biases excluded)."""
+        return {s.name: self._patterns[s.name] for s in self._specs_list if s.source != "1"}
+
+    @property
+    def n_presyn(self):
+        return self.structure.n_presyn
+
+    def init_state(self):
+        """Zero state of shape ``(S,)`` in the cell's dtype."""
+        return np.zeros(self.n_state, dtype=self.dtype)
+
+    def _check_state_input(self, s, x):
+        s_arr = np.asarray(s)
+        batched = s_arr.ndim == 2
+        if batched:
+            B = s_arr.shape[0]
+            s = check_real_array(s, "s", (B, self.n_state), self.dtype)
+            x = check_real_array(x, "x", (B, self.n_in), self.dtype)
+        else:
+            s = check_real_array(s, "s", (self.n_state,), self.dtype)[None]
+            x = check_real_array(x, "x", (self.n_in,), self.dtype)[None]
+        return s, x, batched
+
+    def step(self, s, x):
+        """The next state ``f(s, x)``.
+
+        Parameters
+        ----------
+        s : array_like, shape (S,) or (B, S)
+        x : array_like, shape (n_in,) or (B, n_in)
+
+        Returns
+        -------
+        ndarray of the same shape as ``s``, in the cell's dtype. Pure: neither
+        the cell nor the arguments change.
+        """
+        s, x, batched = self._check_state_input(s, x)
+        out = np.empty_like(s)
+        dt = self.dtype
+        self.kernel(
+            self.kernel_args, s, x, out,
+            np.empty((0, 0, 0), dt), np.empty((0, 0), dt), np.empty((0, 0), dt), False,
+        )
+        return out if batched else out[0]
+
+    def advance(self, s_prev, x, s_next, coef, dyn, presyn):
+        """Low-level step for learner authors: no validation, batched buffers.
+
+        Writes ``s_next`` (B, S), ``coef`` (B, S, n_gates), ``dyn`` (B, nnz_D)
+        and ``presyn`` (B, n_presyn). All arrays must be C-contiguous and of the
+        cell's dtype; see ``_cell_kernels`` for the meaning of each.
+        """
+        self.kernel(self.kernel_args, s_prev, x, s_next, coef, dyn, presyn, True)
+
+    def jacobians(self, s, x):
+        """The next state and both Jacobians at ``(s, x)``, as scipy CSR matrices.
+
+        Returns
+        -------
+        Jacobians
+            ``state`` (S,), ``dynamics`` (S x S, on ``structure.dynamics``) and
+            ``immediate`` (S x P, on ``structure.immediate_pattern()``).
+        """
+        import scipy.sparse as sp
+
+        s, x, batched = self._check_state_input(s, x)
+        if batched:
+            raise ValueError("jacobians() takes one state of shape (S,), not a batch")
+        st = self.structure
+        out = np.empty_like(s)
+        coef = np.empty((1, st.n_state, st.n_gates), self.dtype)
+        dyn = np.empty((1, st.dynamics.nnz), self.dtype)
+        z = np.empty((1, st.n_presyn), self.dtype)
+        self.advance(s, x, out, coef, dyn, z)
+        D = st.dynamics.to_scipy(dyn[0])
+        rows, cols, vals = [], [], []
+        params = np.arange(st.n_params)
+        for m in range(st.gate_touch.shape[1]):
+            hit = st.gate_touch[st.param_gate, m]
+            k = st.param_unit[hit].astype(np.int64) + m * st.n_hidden
+            rows.append(k)
+            cols.append(params[hit])
+            vals.append(coef[0, k, st.param_gate[hit]] * z[0, st.param_src[hit]])
+        I = sp.csr_matrix(
+            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+            shape=(st.n_state, st.n_params),
+        )
+        I.sort_indices()
+        return Jacobians(out[0], D, I)
+
+    def weight_slice(self, name):
+        """The slice of ``params`` that holds weight ``name``."""
+        if name not in self._slices:
+            raise KeyError(f"{type(self).__name__} has no weight {name!r}; it has {list(self.weight_names)}")
+        return self._slices[name]
+
+    def _hyperparameters(self):
+        return {}
+
+    def astype(self, dtype):
+        """A copy of the cell with parameters cast to ``dtype`` (same patterns)."""
+        new = type(self)(
+            self.n_in, self.n_hidden, pattern=self.patterns, dtype=dtype, **self._hyperparameters()
+        )
+        new.params[:] = self.params
+        return new
+
+    def copy(self):
+        """An independent copy (same patterns, values and dtype)."""
+        return self.astype(self.dtype)
+
+    @classmethod
+    def from_weights(cls, weights, dtype=np.float64, **kwargs):
+        """Build a cell whose patterns and values come from ``weights``.
+
+        Parameters
+        ----------
+        weights : dict
+            Every weight name of the cell (``cls.weight_names_for()``) mapped to
+            a ``scipy.sparse`` matrix (its stored entries are the pattern), a
+            2-D numpy array (dense) or, for biases, a 1-D array.
+        dtype : float32 or float64
+        **kwargs
+            Other hyperparameters (e.g. ``alpha`` for VanillaRNN).
+        """
+        import scipy.sparse as sp
+
+        if not isinstance(weights, dict):
+            raise TypeError(f"weights must be a dict of name -> matrix, got {type(weights).__name__}")
+        specs = cls._specs()
+        expected = [s.name for s in specs]
+        missing = [k for k in expected if k not in weights]
+        extra = [k for k in weights if k not in expected]
+        if missing or extra:
+            raise ValueError(f"weights must name exactly {expected}; missing {missing}, unknown {extra}")
+        first_h = next(s.name for s in specs if s.source == "h")
+        first_x = next(s.name for s in specs if s.source == "x")
+        n_hidden = int(np.shape(weights[first_h])[0])
+        n_in = int(np.shape(weights[first_x])[1])
+        patterns, values = {}, {}
+        for s in specs:
+            w = weights[s.name]
+            if s.source == "1":
+                values[s.name] = check_real_array(w, s.name, (n_hidden,), np.float64)
+                continue
+            if sp.issparse(w):
+                pat = Pattern.from_scipy(w, name=s.name)
+                csr = w.tocsr()
+                vals = np.asarray(csr.data)
+            else:
+                arr = np.asarray(w)
+                if arr.ndim != 2:
+                    raise ValueError(f"{s.name} must be a 2-D array or scipy.sparse matrix")
+                pat = Pattern.dense(arr.shape)
+                vals = arr.ravel()
+            patterns[s.name] = pat
+            values[s.name] = check_real_array(vals, s.name, (pat.nnz,), np.float64)
+        cell = cls(n_in, n_hidden, pattern=patterns, dtype=dtype, **kwargs)
+        for name, v in values.items():
+            cell.params[cell.weight_slice(name)] = v
+        return cell
+
+    @classmethod
+    def weight_names_for(cls):
+        """The weight names of this cell class, in parameter order."""
+        return tuple(s.name for s in cls._specs())
+
+    def __repr__(self):
+        return (
+            f"{type(self).__name__}(n_in={self.n_in}, n_hidden={self.n_hidden}, "
+            f"density={self.structure.dynamics.density:.3g} (D), n_params={self.n_params}, dtype={self.dtype})"
+        )
+
+
+def _touch_all(n_gates, per_unit=1):
+    return [[True] * per_unit for _ in range(n_gates)]
+
+
+class VanillaRNN(Cell):
+    """Leaky vanilla RNN: ``h' = (1 - alpha) h + alpha tanh(W h + U x + b)``.
+
+    Parameters
+    ----------
+    n_in, n_hidden : int
+    density : float in (0, 1], optional
+        Fraction of stored entries of ``W`` (random pattern; default 1.0).
+    alpha : float in (0, 1]
+        Leak rate; ``alpha = 1`` is the plain RNN.
+    seed : int or numpy.random.Generator
+    dtype : numpy.float32 or numpy.float64
+    input_density : float in (0, 1]
+        Fraction of stored entries of ``U`` (default dense).
+    pattern : scipy.sparse matrix, Pattern or dict, optional
+        Fixed structure for ``W`` instead of a random one (see module docs).
+
+    Notes
+    -----
+    Weights, in parameter order: ``W`` (n x n, CSR), ``U`` (n x n_in), ``b``.
+    ``D = (1 - alpha) I + alpha diag(1 - tanh^2) W``.
+    """
+
+    kind = "vanilla"
+    gate_names = ("tanh",)
+
+    def __init__(self, n_in, n_hidden, density=None, alpha=1.0, seed=0, dtype=np.float64, *,
+                 input_density=1.0, pattern=None):
+        self.alpha = check_float(alpha, "alpha", 0.0, 1.0, low_open=True)
+        self._build(n_in, n_hidden, density, seed, dtype, input_density, pattern, True)
+
+    @staticmethod
+    def _specs():
+        return [_WeightSpec("W", 0, "h"), _WeightSpec("U", 0, "x"), _WeightSpec("b", 0, "1")]
+
+    def _touch(self):
+        return _touch_all(1)
+
+    def _dynamics_parts(self, patterns):
+        return [(0, 0, Pattern.diagonal(self.n_hidden)), (0, 0, patterns["W"])]
+
+    def _hyperparameters(self):
+        return {"alpha": self.alpha}
+
+    def _make_kernel_args(self):
+        d_diag, w_to_d = self._dyn_maps
+        return (
+            *self._csr_args("W"), *self._csr_args("U"), self.weights["b"],
+            self.dtype.type(self.alpha), d_diag, w_to_d,
+        )
+
+    @property
+    def kernel(self):
+        from ._cell_kernels import vanilla_kernel
+
+        return vanilla_kernel
+
+
+class GRU(Cell):
+    """GRU with the reset gate applied after the recurrent product (cuDNN form).
+
+    ``r = sig(W_ir x + W_hr h + b_r)``, ``z = sig(W_iz x + W_hz h + b_z)``,
+    ``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))``, ``h' = (1 - z) n + z h``.
+
+    Parameters
+    ----------
+    n_in, n_hidden : int
+    density : float in (0, 1], optional
+        Fraction of stored entries of each recurrent matrix (default 1.0).
+    seed : int or numpy.random.Generator
+    dtype : numpy.float32 or numpy.float64
+    input_density : float in (0, 1]
+        Fraction of stored entries of each input matrix (default dense).
+    shared_pattern : bool
+        If True (default) the three recurrent matrices share one random
+        pattern (unit j feeds unit i or not), and so do the input matrices;
+        ``D`` then has the density of one matrix. If False each is drawn on
+        its own and ``D``'s pattern is their union.
+    pattern : scipy.sparse matrix, Pattern or dict, optional
+
+    Notes
+    -----
+    Weights, in parameter order: ``W_hr, W_hz, W_hn, W_ir, W_iz, W_in, b_r,
+    b_z, b_in, b_hn``. Gates of the factored immediate Jacobian: 0 reset,
+    1 update, 2 candidate (input half), 3 candidate (recurrent half).
+    """
+
+    kind = "gru"
+    gate_names = ("reset", "update", "candidate_input", "candidate_hidden")
+
+    def __init__(self, n_in, n_hidden, density=None, seed=0, dtype=np.float64, *,
+                 input_density=1.0, shared_pattern=True, pattern=None):
+        self._build(n_in, n_hidden, density, seed, dtype, input_density, pattern, shared_pattern)
+
+    @staticmethod
+    def _specs():
+        return [
+            _WeightSpec("W_hr", 0, "h"), _WeightSpec("W_hz", 1, "h"), _WeightSpec("W_hn", 3, "h"),
+            _WeightSpec("W_ir", 0, "x"), _WeightSpec("W_iz", 1, "x"), _WeightSpec("W_in", 2, "x"),
+            _WeightSpec("b_r", 0, "1"), _WeightSpec("b_z", 1, "1"),
+            _WeightSpec("b_in", 2, "1"), _WeightSpec("b_hn", 3, "1"),
+        ]
+
+    def _touch(self):
+        return _touch_all(4)
+
+    def _dynamics_parts(self, patterns):
+        return [(0, 0, Pattern.diagonal(self.n_hidden))] + [
+            (0, 0, patterns[name]) for name in ("W_hr", "W_hz", "W_hn")
+        ]
+
+    def _hyperparameters(self):
+        return {"shared_pattern": self.shared_pattern}
+
+    def _make_kernel_args(self):
+        d_diag, hr, hz, hn = self._dyn_maps
+        w = self.weights
+        return (
+            *self._csr_args("W_hr"), *self._csr_args("W_hz"), *self._csr_args("W_hn"),
+            *self._csr_args("W_ir"), *self._csr_args("W_iz"), *self._csr_args("W_in"),
+            w["b_r"], w["b_z"], w["b_in"], w["b_hn"],
+            d_diag, hr, hz, hn,
+        )
+
+    @property
+    def kernel(self):
+        from ._cell_kernels import gru_kernel
+
+        return gru_kernel
+
+
+class LSTM(Cell):
+    """LSTM with state ``[h; c]`` (``S = 2 n``).
+
+    ``i, f, o = sig(W_i* x + W_h* h + b_*)``, ``g = tanh(W_ig x + W_hg h + b_g)``,
+    ``c' = f c + i g``, ``h' = o tanh(c')``.
+
+    Parameters are as for :class:`GRU`; the forget-gate bias starts at 1.
+
+    Notes
+    -----
+    Weights, in parameter order: ``W_hi, W_hf, W_hg, W_ho, W_ii, W_if, W_ig,
+    W_io, b_i, b_f, b_g, b_o``. Parameters of gates i, f, g touch both
+    ``h_i`` and ``c_i``; those of the output gate touch only ``h_i``. The
+    structure of ``D``: rows of ``h`` depend on ``h`` through all four
+    recurrent matrices and on their own ``c``; rows of ``c`` depend on ``h``
+    through ``W_hi, W_hf, W_hg`` only and on their own ``c``.
+    """
+
+    kind = "lstm"
+    gate_names = ("input", "forget", "cell", "output")
+    n_state_per_unit = 2
+
+    def __init__(self, n_in, n_hidden, density=None, seed=0, dtype=np.float64, *,
+                 input_density=1.0, shared_pattern=True, pattern=None):
+        self._build(n_in, n_hidden, density, seed, dtype, input_density, pattern, shared_pattern)
+
+    @staticmethod
+    def _specs():
+        return [
+            _WeightSpec("W_hi", 0, "h"), _WeightSpec("W_hf", 1, "h"),
+            _WeightSpec("W_hg", 2, "h"), _WeightSpec("W_ho", 3, "h"),
+            _WeightSpec("W_ii", 0, "x"), _WeightSpec("W_if", 1, "x"),
+            _WeightSpec("W_ig", 2, "x"), _WeightSpec("W_io", 3, "x"),
+            _WeightSpec("b_i", 0, "1"), _WeightSpec("b_f", 1, "1"),
+            _WeightSpec("b_g", 2, "1"), _WeightSpec("b_o", 3, "1"),
+        ]
+
+    def _touch(self):
+        return [[True, True], [True, True], [True, True], [True, False]]
+
+    def _dynamics_parts(self, patterns):
+        n = self.n_hidden
+        parts = [(0, 0, Pattern.diagonal(2 * n)), (0, n, Pattern.diagonal(n))]
+        parts += [(0, 0, patterns[name]) for name in ("W_hi", "W_hf", "W_hg", "W_ho")]
+        parts += [(n, 0, patterns[name]) for name in ("W_hi", "W_hf", "W_hg")]
+        return parts
+
+    def _init_values(self, rng):
+        super()._init_values(rng)
+        self.weights["b_f"][:] = 1.0
+
+    def _hyperparameters(self):
+        return {"shared_pattern": self.shared_pattern}
+
+    def _make_kernel_args(self):
+        d_diag, d_hc, hi, hf, hg, ho, ci, cf, cg = self._dyn_maps
+        w = self.weights
+        return (
+            *self._csr_args("W_hi"), *self._csr_args("W_hf"),
+            *self._csr_args("W_hg"), *self._csr_args("W_ho"),
+            *self._csr_args("W_ii"), *self._csr_args("W_if"),
+            *self._csr_args("W_ig"), *self._csr_args("W_io"),
+            w["b_i"], w["b_f"], w["b_g"], w["b_o"],
+            d_diag, d_hc, hi, hf, hg, ho, ci, cf, cg,
+        )
+
+    @property
+    def kernel(self):
+        from ._cell_kernels import lstm_kernel
+
+        return lstm_kernel

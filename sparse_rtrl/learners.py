@@ -1,0 +1,598 @@
+"""Online gradient estimators ("learners") for a recurrent cell.
+
+Every learner has the same life cycle::
+
+    learner.reset()          # state := cell.init_state(); influence, traces, accumulator := 0
+    s = learner.forward(x)   # one step with input x; returns the new state
+    learner.backward(c)      # c = dL_t/ds_t for the step just taken
+    g = learner.grad()       # accumulated dL/dtheta since the last grad()/reset(); clears it
+
+With ``batch_size=B`` the learner runs ``B`` independent streams: ``x`` is
+``(B, n_in)``, states and credits ``(B, S)``, and ``grad()`` sums over the
+batch. Learners read the cell's current parameters at every step, so an
+optimiser may change ``cell.params`` between steps (online learning).
+
+Learners that keep an influence matrix defer its update from ``forward`` to
+``backward`` so that update and gradient accumulation share one pass over
+memory; a ``forward`` with no ``backward`` in between applies it first. The
+results do not depend on this.
+"""
+
+import numpy as np
+
+from ._validate import check_float, check_int, check_real_array, check_seed
+from .cells import Cell
+
+
+class Learner:
+    """Base class: life cycle, batching, validation and the cell's step.
+
+    Attributes
+    ----------
+    cell : Cell
+    batch_size : int or None
+    n_steps : int
+        Steps taken since the last ``reset()``.
+    """
+
+    #: ``grad()`` is the exact gradient (see ``exact_for``).
+    exact = False
+    #: ``grad()`` is a random estimate (unbiased where the paper says so).
+    stochastic = False
+
+    def __init__(self, cell, batch_size=None):
+        if not isinstance(cell, Cell):
+            raise TypeError(f"cell must be a sparse_rtrl Cell, got {type(cell).__name__}")
+        if batch_size is not None:
+            batch_size = check_int(batch_size, "batch_size", minimum=1)
+        self.cell = cell
+        self.batch_size = batch_size
+        st = cell.structure
+        B = self._B = batch_size or 1
+        dt = cell.dtype
+        self._state = np.zeros((B, st.n_state), dt)
+        self._next = np.zeros((B, st.n_state), dt)
+        self._coef = np.zeros((B, st.n_state, st.n_gates), dt)
+        self._dyn = np.zeros((B, st.dynamics.nnz), dt)
+        self._presyn = np.zeros((B, st.n_presyn), dt)
+        self._acc = np.zeros((B, st.n_params), dt)
+        self._no_credit = np.zeros((B, st.n_state), dt)
+        self._structure_args = (
+            st.dynamics.indptr, st.dynamics.indices,
+            st.param_unit, st.param_gate, st.param_src, st.gate_touch, np.int64(st.n_hidden),
+        )
+        self.n_steps = 0
+        self._allocate()
+        self.reset()
+
+    # -- hooks for subclasses ---------------------------------------------------
+    def _allocate(self):
+        """Allocate the learner's own state (called once)."""
+
+    def _reset(self):
+        """Zero the learner's own state."""
+
+    def _prepare_step(self):
+        """Called at the start of ``forward``, before the cell's step."""
+
+    def _step_buffers(self):
+        """Where the cell writes ``coef``, ``dyn`` and ``presyn`` for this step."""
+        return self._coef, self._dyn, self._presyn
+
+    def _after_step(self, coef, dyn, presyn):
+        """Called after the cell's step with the buffers it wrote."""
+
+    def _backward(self, c):
+        raise NotImplementedError
+
+    def _grad(self):
+        """The accumulated gradient in parameter order, summed over the batch."""
+        return self._acc.sum(axis=0)
+
+    def _zero_grad(self):
+        self._acc[:] = 0.0
+
+    # -- public life cycle ------------------------------------------------------
+    def reset(self):
+        """Start a new sequence: zero state, influence/traces and accumulator."""
+        self._state[:] = 0.0
+        self.n_steps = 0
+        self._zero_grad()
+        self._reset()
+
+    def _check_batch(self, value, name, width):
+        if self.batch_size is None:
+            return check_real_array(value, name, (width,), self.cell.dtype)[None]
+        return check_real_array(value, name, (self.batch_size, width), self.cell.dtype)
+
+    def _output(self, arr):
+        return arr[0].copy() if self.batch_size is None else arr.copy()
+
+    def forward(self, x):
+        """Advance one step with input ``x``; return the new state (a copy).
+
+        Parameters
+        ----------
+        x : array_like, shape (n_in,) or (B, n_in) when batched
+        """
+        x = self._check_batch(x, "x", self.cell.n_in)
+        self._prepare_step()
+        coef, dyn, presyn = self._step_buffers()
+        self.cell.advance(self._state, x, self._next, coef, dyn, presyn)
+        self._state, self._next = self._next, self._state
+        self.n_steps += 1
+        self._after_step(coef, dyn, presyn)
+        return self._output(self._state)
+
+    def backward(self, c):
+        """Add the credit ``c = dL_t/ds_t`` of the step just taken.
+
+        Parameters
+        ----------
+        c : array_like, shape (S,) or (B, S) when batched
+        """
+        if self.n_steps == 0:
+            raise RuntimeError("backward() needs a step: call forward() first (and after reset())")
+        c = self._check_batch(c, "c", self.cell.n_state)
+        self._backward(c)
+
+    def grad(self):
+        """The accumulated gradient estimate, shape (P,); clears the accumulator."""
+        g = self._grad().astype(self.cell.dtype, copy=True)
+        self._zero_grad()
+        return g
+
+    @property
+    def state(self):
+        """The current state (a copy): (S,), or (B, S) when batched."""
+        return self._output(self._state)
+
+    def exact_for(self, n_steps):
+        """Whether ``grad()`` is exact for sequences of ``n_steps`` with frozen weights."""
+        return self.exact
+
+    @property
+    def nbytes(self):
+        """Bytes held by the learner's arrays (state, influence, traces, history)."""
+        return sum(v.nbytes for v in vars(self).values() if isinstance(v, np.ndarray))
+
+    def __repr__(self):
+        batch = "" if self.batch_size is None else f", batch_size={self.batch_size}"
+        return f"{type(self).__name__}({type(self.cell).__name__}{batch})"
+
+
+class RTRL(Learner):
+    """Real-Time Recurrent Learning with a dense influence matrix (the exact reference).
+
+    Notes
+    -----
+    ``J_t = D_t J_{t-1} + I_t`` with ``J_0 = 0``; ``grad += c_t J_t``
+    (Williams & Zipser 1989). ``O(nnz(D) P)`` time and ``O(S P)`` memory per
+    stream and step: use it on small networks, as the ground truth.
+    """
+
+    exact = True
+
+    def _allocate(self):
+        st = self.cell.structure
+        self._J = np.zeros((self._B, st.n_state, st.n_params), self.cell.dtype)
+        self._J_new = np.zeros_like(self._J)
+
+    def _reset(self):
+        self._J[:] = 0.0
+        self._pending = False
+
+    def _apply(self, c, accumulate):
+        from ._learner_kernels import rtrl_update
+
+        dp, di, unit, gate, src, touch, n = self._structure_args
+        rtrl_update(dp, di, self._dyn, self._coef, self._presyn, unit, gate, src, touch, n,
+                    self._J, self._J_new, c, self._acc, accumulate)
+        self._J, self._J_new = self._J_new, self._J
+        self._pending = False
+
+    def _prepare_step(self):
+        if self._pending:
+            self._apply(self._no_credit, False)
+
+    def _after_step(self, coef, dyn, presyn):
+        self._pending = True
+
+    def _backward(self, c):
+        if self._pending:
+            self._apply(c, True)
+        else:
+            from ._learner_kernels import dense_accumulate
+
+            dense_accumulate(self._J, c, self._acc)
+
+    def influence(self):
+        """The influence matrix ``J_t``: (S, P), or (B, S, P) when batched (a copy)."""
+        if self._pending:
+            self._apply(self._no_credit, False)
+        return self._output(self._J)
+
+
+class TBPTT(Learner):
+    """Truncated back-propagation through time over windows of ``truncation`` steps.
+
+    Parameters
+    ----------
+    cell : Cell
+    truncation : int >= 1
+        Window length ``T``.
+    batch_size : int, optional
+
+    Notes
+    -----
+    Windows are consecutive blocks of ``T`` steps counted from ``reset()``. The
+    credit of step ``t`` is back-propagated to the first step of its window
+    and no further: the state entering the window is treated as a constant.
+    This is Marschall et al.'s "efficient BPTT": with an update at each
+    window's end it costs one forward and one backward step per step. The
+    result does not depend on when ``grad()`` is called: a ``grad()`` in the
+    middle of a window back-propagates the credits received so far and keeps
+    the window, so later credits still reach its first step. With ``T`` at
+    least the sequence length it equals BPTT.
+    """
+
+    exact = False
+
+    def __init__(self, cell, truncation, batch_size=None):
+        self.truncation = check_int(truncation, "truncation", minimum=1)
+        super().__init__(cell, batch_size)
+
+    def _capacity(self):
+        return self.truncation
+
+    def _allocate(self):
+        self._alloc_window(self._capacity())
+        st = self.cell.structure
+        self._delta = np.zeros((self._B, st.n_state), self.cell.dtype)
+        self._scratch = np.zeros_like(self._delta)
+
+    def _alloc_window(self, cap):
+        st = self.cell.structure
+        B, dt = self._B, self.cell.dtype
+        self._dyn_hist = np.zeros((cap, B, st.dynamics.nnz), dt)
+        self._coef_hist = np.zeros((cap, B, st.n_state, st.n_gates), dt)
+        self._z_hist = np.zeros((cap, B, st.n_presyn), dt)
+        self._c_hist = np.zeros((cap, B, st.n_state), dt)
+
+    def _reset(self):
+        self._w = 0  # steps stored in the current window
+        self._credit_end = 0  # 1 + last window step holding credit not yet back-propagated
+        self._c_hist[:] = 0.0
+
+    def _flush(self):
+        if self._credit_end == 0:
+            return
+        from ._learner_kernels import bptt_window
+
+        dp, di, unit, gate, src, touch, n = self._structure_args
+        bptt_window(dp, di, unit, gate, src, touch, n, self._dyn_hist, self._coef_hist, self._z_hist,
+                    self._c_hist, self._credit_end, self._delta, self._scratch, self._acc)
+        self._c_hist[: self._credit_end] = 0.0
+        self._credit_end = 0
+
+    def _window_full(self):
+        self._flush()
+        self._w = 0
+
+    def _prepare_step(self):
+        if self._w == self._dyn_hist.shape[0]:
+            self._window_full()
+
+    def _step_buffers(self):
+        w = self._w
+        return self._coef_hist[w], self._dyn_hist[w], self._z_hist[w]
+
+    def _after_step(self, coef, dyn, presyn):
+        self._c_hist[self._w] = 0.0
+        self._w += 1
+
+    def _backward(self, c):
+        self._c_hist[self._w - 1] += c
+        self._credit_end = self._w
+
+    def _grad(self):
+        self._flush()
+        return self._acc.sum(axis=0)
+
+    def exact_for(self, n_steps):
+        return self.truncation >= n_steps
+
+
+class BPTT(TBPTT):
+    """Back-propagation through time over everything since ``reset()`` (exact reference).
+
+    Notes
+    -----
+    ``delta_T = c_T``, ``delta_{t-1} = c_{t-1} + D_t^T delta_t``,
+    ``grad = sum_t delta_t I_t`` (Werbos 1990). The trajectory's Jacobians are
+    stored (memory grows with the sequence); each ``grad()`` back-propagates
+    the credits received since the previous ``grad()`` all the way to the
+    first step after ``reset()``, so it is exact whenever it is called.
+    """
+
+    exact = True
+
+    def __init__(self, cell, batch_size=None):
+        self.truncation = None
+        Learner.__init__(self, cell, batch_size)
+
+    def _capacity(self):
+        return 16
+
+    def _window_full(self):
+        # Grow instead of truncating; amortised O(1) per step.
+        old = (self._dyn_hist, self._coef_hist, self._z_hist, self._c_hist)
+        w = self._w
+        self._alloc_window(2 * w)
+        for new, prev in zip((self._dyn_hist, self._coef_hist, self._z_hist, self._c_hist), old):
+            new[:w] = prev[:w]
+
+    def exact_for(self, n_steps):
+        return True
+
+
+class SnAp(Learner):
+    """Sparse n-step Approximation of RTRL (Menick et al. 2020).
+
+    Parameters
+    ----------
+    cell : Cell
+    n : int >= 1
+        Keep the influence of each parameter on the states its unit reaches
+        within ``n`` steps of the recurrent graph.
+    batch_size : int, optional
+
+    Attributes
+    ----------
+    mask_size : int
+        Stored influence entries per stream (``nnz`` of the mask).
+    saturated : bool
+        The mask stops growing at ``n``: SnAp-n then equals RTRL.
+
+    Notes
+    -----
+    ``R_1(p)`` = the states parameter ``p`` touches immediately;
+    ``R_{k+1}(p) = R_k(p) U {i : D_ij structurally nonzero, j in R_k(p)}``;
+    ``J_t = mask_n * (D_t J_{t-1} + I_t)``, ``grad += c_t J_t``. The mask is
+    computed once, from the weight patterns only. Parameters with the same
+    immediate states share their reach, so the influence is stored as one
+    dense block per group (``|R_n| x q``) and updated with contiguous loops;
+    work and memory scale with the mask, never with ``S x P``. SnAp-n equals
+    RTRL once ``n`` exceeds the longest shortest path of the recurrent graph
+    (``n >= diameter + 1``, because ``R_1`` is zero hops away).
+    """
+
+    def __init__(self, cell, n=1, batch_size=None):
+        if not isinstance(cell, Cell):
+            raise TypeError(f"cell must be a sparse_rtrl Cell, got {type(cell).__name__}")
+        self.n = check_int(n, "n", minimum=1)
+        self._plan = _snap_plan(cell.structure, self.n)
+        super().__init__(cell, batch_size)
+
+    @property
+    def mask_size(self):
+        return int(self._plan["inf_ptr"][-1])
+
+    @property
+    def saturated(self):
+        return self._plan["saturated"]
+
+    @property
+    def exact(self):
+        return self.saturated
+
+    def exact_for(self, n_steps):
+        return self.saturated or n_steps <= 1
+
+    def _allocate(self):
+        p = self._plan
+        dt = self.cell.dtype
+        self._J = np.zeros((self._B, self.mask_size), dt)
+        self._scratch = np.zeros((self._B, max(1, p["max_block"])), dt)
+        self._kernel_plan = tuple(
+            p[k] for k in ("row_ptr", "rows", "col_ptr", "col_gate", "col_src", "inf_ptr",
+                           "plan_ptr", "plan_col", "plan_entry", "seed_ptr", "seed_local")
+        )
+
+    def _reset(self):
+        self._J[:] = 0.0
+        self._pending = False
+
+    def _apply(self, c, accumulate):
+        from ._snap_kernels import snap_update
+
+        snap_update(*self._kernel_plan, self._dyn, self._coef, self._presyn, c,
+                    self._J, self._scratch, self._acc, accumulate)
+        self._pending = False
+
+    def _prepare_step(self):
+        if self._pending:
+            self._apply(self._no_credit, False)
+
+    def _after_step(self, coef, dyn, presyn):
+        self._pending = True
+
+    def _backward(self, c):
+        if self._pending:
+            self._apply(c, True)
+        else:
+            from ._snap_kernels import snap_accumulate
+
+            p = self._plan
+            snap_accumulate(p["row_ptr"], p["rows"], p["col_ptr"], p["inf_ptr"], c, self._J, self._acc)
+
+    def _grad(self):
+        # The accumulator is kept in group-column order; scatter to parameters.
+        out = np.empty(self.cell.n_params, dtype=self._acc.dtype)
+        out[self._plan["block_params"]] = self._acc.sum(axis=0)
+        return out
+
+    def mask(self):
+        """The structural mask as a :class:`~sparse_rtrl.Pattern` (S x P)."""
+        rows, cols = self._mask_coo()
+        return _pattern_from_coo(rows, cols, (self.cell.n_state, self.cell.n_params))
+
+    def _mask_coo(self):
+        p = self._plan
+        q = np.diff(p["col_ptr"])
+        r = np.diff(p["row_ptr"])
+        group_of_row = np.repeat(np.arange(r.shape[0]), r)
+        rows = np.repeat(p["rows"], q[group_of_row])
+        # Columns: each reach row of group g repeats that group's parameters.
+        cols = np.concatenate(
+            [np.tile(p["block_params"][p["col_ptr"][g]:p["col_ptr"][g + 1]], r[g]) for g in range(r.shape[0])]
+        ) if r.shape[0] else np.zeros(0, dtype=np.int64)
+        return rows, cols
+
+    def influence(self, stream=0):
+        """The influence ``J_t`` of one stream as a ``scipy.sparse.csr_matrix`` (S x P)."""
+        import scipy.sparse as sp
+
+        stream = check_int(stream, "stream", minimum=0, maximum=self._B - 1)
+        if self._pending:
+            self._apply(self._no_credit, False)
+        rows, cols = self._mask_coo()
+        m = sp.csr_matrix((self._J[stream].copy(), (rows, cols)),
+                          shape=(self.cell.n_state, self.cell.n_params))
+        m.sort_indices()
+        return m
+
+
+def _pattern_from_coo(rows, cols, shape):
+    from .patterns import Pattern
+
+    order = np.lexsort((cols, rows))
+    indptr = np.zeros(shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=shape[0]), out=indptr[1:])
+    return Pattern(indptr, cols[order], shape)
+
+
+def _snap_plan(structure, n_steps):
+    """Build SnAp-n's groups, reach sets and per-group D plans (once)."""
+    from ._snap_kernels import plan_fill, plan_sizes, reach_fill, reach_sizes
+
+    st = structure
+    S = st.n_state
+    sigs, sig_of_gate = np.unique(st.gate_touch, axis=0, return_inverse=True)
+    sig_of_gate = np.asarray(sig_of_gate).reshape(-1)
+    n_sig = sigs.shape[0]
+    key = st.param_unit.astype(np.int64) * n_sig + sig_of_gate[st.param_gate]
+    block_params = np.argsort(key, kind="stable")
+    group_keys, q = np.unique(key[block_params], return_counts=True)
+    col_ptr = np.concatenate([[0], np.cumsum(q)]).astype(np.int64)
+
+    # Seeds: the states each group's parameters touch immediately.
+    g_unit = group_keys // n_sig
+    g_sig = group_keys % n_sig
+    seed_lists = [g_unit + m * st.n_hidden for m in range(sigs.shape[1])]
+    seed_hit = [sigs[g_sig, m] for m in range(sigs.shape[1])]
+    seed_rows_2d = np.stack(seed_lists, axis=1)
+    hit_2d = np.stack(seed_hit, axis=1)
+    seed_rows = seed_rows_2d[hit_2d].astype(np.int32)
+    seed_ptr = np.concatenate([[0], np.cumsum(hit_2d.sum(axis=1))]).astype(np.int64)
+
+    # Transpose of D's pattern: for each state j, the states k with D[k, j] != 0.
+    dyn = st.dynamics
+    dyn_rows = dyn.rows()
+    order = np.argsort(dyn.indices, kind="stable")
+    out_idx = dyn_rows[order].astype(np.int32)
+    out_ptr = np.zeros(S + 1, dtype=np.int64)
+    np.cumsum(np.bincount(dyn.indices, minlength=S), out=out_ptr[1:])
+
+    sizes = reach_sizes(seed_ptr, seed_rows, out_ptr, out_idx, n_steps, S)
+    saturated = bool(np.array_equal(sizes, reach_sizes(seed_ptr, seed_rows, out_ptr, out_idx, n_steps + 1, S)))
+    row_ptr = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    rows = np.empty(int(row_ptr[-1]), dtype=np.int32)
+    reach_fill(seed_ptr, seed_rows, out_ptr, out_idx, n_steps, S, row_ptr, rows)
+
+    counts = plan_sizes(row_ptr, rows, dyn.indptr, dyn.indices, S)
+    plan_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    plan_col = np.empty(int(plan_ptr[-1]), dtype=np.int32)
+    plan_entry = np.empty(int(plan_ptr[-1]), dtype=np.int32)
+    plan_fill(row_ptr, rows, dyn.indptr, dyn.indices, S, plan_ptr, plan_col, plan_entry)
+
+    # Local position of each seed inside its group's sorted reach.
+    n_groups = group_keys.shape[0]
+    group_of_row = np.repeat(np.arange(n_groups, dtype=np.int64), sizes)
+    global_keys = group_of_row * S + rows
+    group_of_seed = np.repeat(np.arange(n_groups, dtype=np.int64), np.diff(seed_ptr))
+    seed_local = (np.searchsorted(global_keys, group_of_seed * S + seed_rows) - row_ptr[group_of_seed]).astype(np.int32)
+
+    inf_ptr = np.concatenate([[0], np.cumsum(sizes * q)]).astype(np.int64)
+    return {
+        "block_params": block_params.astype(np.int64),
+        "col_ptr": col_ptr,
+        "col_gate": st.param_gate[block_params].astype(np.int32),
+        "col_src": st.param_src[block_params].astype(np.int32),
+        "seed_ptr": seed_ptr,
+        "seed_local": seed_local,
+        "row_ptr": row_ptr,
+        "rows": rows,
+        "plan_ptr": plan_ptr,
+        "plan_col": plan_col,
+        "plan_entry": plan_entry,
+        "inf_ptr": inf_ptr,
+        "max_block": int((sizes * q).max()) if n_groups else 0,
+        "saturated": saturated,
+    }
+
+
+class UORO(Learner):
+    """Unbiased Online Recurrent Optimization (Tallec & Ollivier 2017).
+
+    Parameters
+    ----------
+    cell : Cell
+    seed : int or numpy.random.Generator
+        Seed of the random signs (one independent stream of draws per learner).
+    batch_size : int, optional
+    eps : float > 0
+        Guard in the normalisers ``rho0``, ``rho1``.
+
+    Notes
+    -----
+    Rank-one estimate ``J ~ u theta^T`` with a fresh sign vector ``nu`` each
+    step: ``u' = rho0 D u + rho1 nu``, ``theta' = theta / rho0 + nu^T I / rho1``,
+    ``grad += (c . u) theta``. ``E[u theta^T] = J`` because ``nu`` has zero
+    mean and the normalisers are even in ``nu``. ``O(nnz(D) + P)`` per step.
+    """
+
+    stochastic = True
+
+    def __init__(self, cell, seed=0, batch_size=None, eps=1e-7):
+        self.seed = check_seed(seed)
+        self.eps = check_float(eps, "eps", 0.0, None, low_open=True)
+        self._rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        super().__init__(cell, batch_size)
+
+    def _allocate(self):
+        st = self.cell.structure
+        B, dt = self._B, self.cell.dtype
+        self._u = np.zeros((B, st.n_state), dt)
+        self._theta = np.zeros((B, st.n_params), dt)
+        self._nu = np.zeros((B, st.n_state), dt)
+        self._nu_I = np.zeros((B, st.n_params), dt)
+        self._Du = np.zeros((B, st.n_state), dt)
+        self._uniform = np.zeros((B, st.n_state), np.float64)
+
+    def _reset(self):
+        self._u[:] = 0.0
+        self._theta[:] = 0.0
+
+    def _after_step(self, coef, dyn, presyn):
+        from ._learner_kernels import uoro_update
+
+        self._rng.random(out=self._uniform)
+        dp, di, unit, gate, src, touch, n = self._structure_args
+        uoro_update(dp, di, dyn, coef, presyn, unit, gate, src, touch, n, self._uniform,
+                    self._u, self._theta, self._nu, self._nu_I, self._Du, self.cell.dtype.type(self.eps))
+
+    def _backward(self, c):
+        from ._learner_kernels import uoro_accumulate
+
+        uoro_accumulate(self._u, self._theta, c, self._acc)
