@@ -6,11 +6,12 @@ compiled (then cached on disk), only when first used.
 
 from .cells import GRU, LSTM, Cell, CellStructure, Jacobians, SparseWeight, VanillaRNN
 from .learners import BPTT, RTRL, TBPTT, UORO, Learner, SnAp
+from .gradcheck import GradCheckReport, gradcheck
 from .patterns import Pattern
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "BPTT", "GRU", "LSTM", "RTRL", "TBPTT", "UORO", "Cell", "CellStructure", "Jacobians",
-    "Learner", "Pattern", "SnAp", "SparseWeight", "VanillaRNN",
+    "BPTT", "GRU", "GradCheckReport", "LSTM", "RTRL", "TBPTT", "UORO", "Cell", "CellStructure", "Jacobians",
+    "Learner", "Pattern", "SnAp", "SparseWeight", "VanillaRNN", "gradcheck",
 ]

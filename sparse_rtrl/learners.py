@@ -152,6 +152,11 @@ class Learner:
         return self.exact
 
     @property
+    def name(self):
+        """Short label for tables and plots, e.g. ``"SnAp-2"`` or ``"TBPTT(8)"``."""
+        return type(self).__name__
+
+    @property
     def nbytes(self):
         """Bytes held by the learner's arrays (state, influence, traces, history)."""
         return sum(v.nbytes for v in vars(self).values() if isinstance(v, np.ndarray))
@@ -302,6 +307,10 @@ class TBPTT(Learner):
     def exact_for(self, n_steps):
         return self.truncation >= n_steps
 
+    @property
+    def name(self):
+        return f"TBPTT({self.truncation})"
+
 
 class BPTT(TBPTT):
     """Back-propagation through time over everything since ``reset()`` (exact reference).
@@ -334,6 +343,10 @@ class BPTT(TBPTT):
 
     def exact_for(self, n_steps):
         return True
+
+    @property
+    def name(self):
+        return "BPTT"
 
 
 class SnAp(Learner):
@@ -388,6 +401,10 @@ class SnAp(Learner):
 
     def exact_for(self, n_steps):
         return self.saturated or n_steps <= 1
+
+    @property
+    def name(self):
+        return f"SnAp-{self.n}"
 
     def _allocate(self):
         p = self._plan
