@@ -26,12 +26,12 @@ import numpy as np
 from ._jit import njit
 
 
-@njit
+@njit(gather=True)
 def _sigmoid(a):
     return 1.0 / (1.0 + np.exp(-a))
 
 
-@njit
+@njit(gather=True)
 def _row_dot(indptr, indices, data, i, v):
     acc = data.dtype.type(0.0)
     for e in range(indptr[i], indptr[i + 1]):
@@ -39,7 +39,7 @@ def _row_dot(indptr, indices, data, i, v):
     return acc
 
 
-@njit
+@njit(gather=True)
 def _fill_presyn(h, x, z):
     n = h.shape[0]
     n_in = x.shape[0]
@@ -50,7 +50,7 @@ def _fill_presyn(h, x, z):
     z[n + n_in] = 1.0
 
 
-@njit
+@njit(gather=True)
 def vanilla_kernel(args, s_prev, x, s_next, coef, dyn, presyn, want_jacobians):
     (W_ptr, W_idx, W_val, U_ptr, U_idx, U_val, b, alpha, d_diag, w_to_d) = args
     n = s_prev.shape[1]
@@ -75,7 +75,7 @@ def vanilla_kernel(args, s_prev, x, s_next, coef, dyn, presyn, want_jacobians):
             _fill_presyn(h, xb, presyn[bb])
 
 
-@njit
+@njit(gather=True)
 def gru_kernel(args, s_prev, x, s_next, coef, dyn, presyn, want_jacobians):
     (
         Whr_ptr, Whr_idx, Whr_val,
@@ -127,7 +127,7 @@ def gru_kernel(args, s_prev, x, s_next, coef, dyn, presyn, want_jacobians):
             _fill_presyn(h, xb, presyn[bb])
 
 
-@njit
+@njit(gather=True)
 def lstm_kernel(args, s_prev, x, s_next, coef, dyn, presyn, want_jacobians):
     (
         Whi_ptr, Whi_idx, Whi_val,

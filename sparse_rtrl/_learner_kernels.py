@@ -16,7 +16,7 @@ import numpy as np
 from ._jit import njit
 
 
-@njit
+@njit(gather=True)
 def immediate_vjp(v, coef, z, unit, gate, src, touch, n, out):
     """``out += v^T I`` for one stream: ``out[p] += z[src] sum_m v[k] coef[k, g]``."""
     n_touch = touch.shape[1]
@@ -31,7 +31,7 @@ def immediate_vjp(v, coef, z, unit, gate, src, touch, n, out):
         out[p] += acc * z[src[p]]
 
 
-@njit
+@njit(gather=True)
 def csr_matvec(indptr, indices, data, x, out):
     """``out = A x`` for a CSR matrix ``A``."""
     for k in range(out.shape[0]):
@@ -41,7 +41,7 @@ def csr_matvec(indptr, indices, data, x, out):
         out[k] = acc
 
 
-@njit
+@njit(gather=True)
 def csr_rmatvec(indptr, indices, data, x, out):
     """``out = A^T x`` for a CSR matrix ``A``."""
     out[:] = 0.0
@@ -81,29 +81,32 @@ def rtrl_update(dyn_ptr, dyn_idx, dyn, coef, z, unit, gate, src, touch, n,
                     k = unit[p] + m * n
                     Nb[k, p] += coef[b, k, g] * zp
         if accumulate:
+            accb = acc[b]
             for k in range(Nb.shape[0]):
                 ck = c[b, k]
                 if ck != 0.0:
                     row = Nb[k]
                     for p in range(P):
-                        acc[b, p] += ck * row[p]
+                        accb[p] += ck * row[p]
 
 
 @njit
 def dense_accumulate(J, c, acc):
     """``acc[b] += c[b] J[b]`` for a dense influence ``J`` (B, S, P)."""
     for b in range(J.shape[0]):
+        accb = acc[b]
         for k in range(J.shape[1]):
             ck = c[b, k]
             if ck != 0.0:
+                row = J[b, k]
                 for p in range(J.shape[2]):
-                    acc[b, p] += ck * J[b, k, p]
+                    accb[p] += ck * row[p]
 
 
 # -- BPTT over a stored window ---------------------------------------------------
 
 
-@njit
+@njit(gather=True)
 def bptt_window(dyn_ptr, dyn_idx, unit, gate, src, touch, n,
                 dyn_hist, coef_hist, z_hist, c_hist, t_stop, delta, scratch, acc):
     """Back-propagate the stored credits of steps ``[0, t_stop)`` of a window.
@@ -128,7 +131,7 @@ def bptt_window(dyn_ptr, dyn_idx, unit, gate, src, touch, n,
 # -- UORO -----------------------------------------------------------------------
 
 
-@njit
+@njit(gather=True)
 def uoro_update(dyn_ptr, dyn_idx, dyn, coef, z, unit, gate, src, touch, n,
                 uniform, u, theta, nu, nu_I, Du, eps):
     """One UORO step for every stream (Tallec & Ollivier 2017).

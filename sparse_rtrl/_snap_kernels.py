@@ -125,6 +125,8 @@ def snap_update(row_ptr, rows, col_ptr, col_gate, col_src, inf_ptr, plan_ptr, pl
 
     ``J`` (B, mask_size) holds each group's block row-major at ``inf_ptr[g]``.
     ``acc`` (B, P) is in group-column order. ``scratch`` (B, max block size).
+    Every inner loop runs over a slice with the bare loop index so that it
+    compiles to contiguous vector code (see ``_jit``).
     """
     for b in range(J.shape[0]):
         Jb = J[b]
@@ -140,42 +142,54 @@ def snap_update(row_ptr, rows, col_ptr, col_gate, col_src, inf_ptr, plan_ptr, pl
             c0 = col_ptr[g]
             q = col_ptr[g + 1] - c0
             base = inf_ptr[g]
+            block = Jb[base:base + r * q]
+            gates = col_gate[c0:c0 + q]
+            srcs = col_src[c0:c0 + q]
+            # new block = D[R, R] @ old block, row by row into the scratch
             for a in range(r):
                 out = work[a * q:(a + 1) * q]
                 out[:] = 0.0
                 for w in range(plan_ptr[r0 + a], plan_ptr[r0 + a + 1]):
                     dk = d[plan_entry[w]]
-                    src = base + plan_col[w] * q
+                    src = block[plan_col[w] * q:(plan_col[w] + 1) * q]
                     for cc in range(q):
-                        out[cc] += dk * Jb[src + cc]
+                        out[cc] += dk * src[cc]
+            # + the immediate influence on the group's seed states
             for s in range(seed_ptr[g], seed_ptr[g + 1]):
                 a = seed_local[s]
                 k = rows[r0 + a]
                 out = work[a * q:(a + 1) * q]
+                ck_row = coefb[k]
                 for cc in range(q):
-                    out[cc] += coefb[k, col_gate[c0 + cc]] * zb[col_src[c0 + cc]]
+                    out[cc] += ck_row[gates[cc]] * zb[srcs[cc]]
+            # write back, and accumulate the gradient from the new values
             for a in range(r):
-                dst = base + a * q
-                for cc in range(q):
-                    Jb[dst + cc] = work[a * q + cc]
+                new = work[a * q:(a + 1) * q]
+                dst = block[a * q:(a + 1) * q]
+                dst[:] = new
                 if accumulate:
                     ck = cb[rows[r0 + a]]
                     if ck != 0.0:
+                        acc_g = accb[c0:c0 + q]
                         for cc in range(q):
-                            accb[c0 + cc] += ck * work[a * q + cc]
+                            acc_g[cc] += ck * new[cc]
 
 
 @njit
 def snap_accumulate(row_ptr, rows, col_ptr, inf_ptr, c, J, acc):
     """``acc += c J`` without changing ``J`` (a second credit for the same step)."""
     for b in range(J.shape[0]):
+        Jb = J[b]
+        accb = acc[b]
         for g in range(row_ptr.shape[0] - 1):
             r0 = row_ptr[g]
             c0 = col_ptr[g]
             q = col_ptr[g + 1] - c0
             base = inf_ptr[g]
+            acc_g = accb[c0:c0 + q]
             for a in range(row_ptr[g + 1] - r0):
                 ck = c[b, rows[r0 + a]]
                 if ck != 0.0:
+                    row = Jb[base + a * q:base + (a + 1) * q]
                     for cc in range(q):
-                        acc[b, c0 + cc] += ck * J[b, base + a * q + cc]
+                        acc_g[cc] += ck * row[cc]

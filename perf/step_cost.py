@@ -1,0 +1,98 @@
+"""Per-step cost of each learner on one sparse network, with ratios.
+
+An online step is ``forward`` + ``backward`` + ``grad`` (the gradient a
+fully online learner hands the optimiser every step). TBPTT(T) hands it over
+at the end of each window, so its ``grad`` runs every T steps, as in
+Marschall et al.'s efficient BPTT. Ratios are against TBPTT and RTRL measured
+in the same run.
+
+    python perf/step_cost.py            # GRU n=128, density 0.1, float32
+    python perf/step_cost.py --quick    # smoke test
+"""
+
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+import _common  # noqa: E402
+
+import sparse_rtrl as sr  # noqa: E402
+
+
+def time_learner(learner, xs, cs, grad_every, repeats):
+    n = xs.shape[0]
+
+    def run():
+        learner.reset()
+        for t in range(n):
+            learner.forward(xs[t])
+            learner.backward(cs[t])
+            if (t + 1) % grad_every == 0:
+                learner.grad()
+
+    return _common.median_time(run, repeats) / n
+
+
+def main(argv=None):
+    p = _common.parser(__doc__.split("\n\n")[0])
+    p.add_argument("--cell", choices=("vanilla", "gru", "lstm"), default="gru")
+    p.add_argument("--n-hidden", type=int, default=128)
+    p.add_argument("--n-in", type=int, default=8)
+    p.add_argument("--density", type=float, default=0.1)
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--truncation", type=int, default=16)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.n_hidden, args.steps, repeats = 16, 8, 2
+    else:
+        repeats = args.repeats or 5
+    steps = args.steps or 64
+    cls = {"vanilla": sr.VanillaRNN, "gru": sr.GRU, "lstm": sr.LSTM}[args.cell]
+    cell = cls(args.n_in, args.n_hidden, density=args.density, seed=0, dtype=np.dtype(args.dtype))
+    rng = np.random.default_rng(0)
+    xs = rng.normal(size=(steps, cell.n_in)).astype(cell.dtype)
+    cs = rng.normal(size=(steps, cell.n_state)).astype(cell.dtype)
+
+    learners = [
+        (sr.TBPTT(cell, args.truncation), args.truncation),
+        (sr.SnAp(cell, 1), 1),
+        (sr.SnAp(cell, 2), 1),
+        (sr.SnAp(cell, 3), 1),
+        (sr.UORO(cell, seed=0), 1),
+        (sr.RTRL(cell), 1),
+    ]
+    rows = []
+    for learner, every in learners:
+        sec = time_learner(learner, xs, cs, every, repeats)
+        rows.append({"learner": learner.name, "us_per_step": sec * 1e6, "state_bytes": learner.nbytes})
+    base = {r["learner"]: r["us_per_step"] for r in rows}
+    tb = base[f"TBPTT({args.truncation})"]
+    for r in rows:
+        r["vs_TBPTT"] = r["us_per_step"] / tb
+        r["RTRL_speedup"] = base["RTRL"] / r["us_per_step"]
+    print(f"{cell!r}, {steps} steps, median of {repeats}; {_common.machine()}")
+    _common.print_table(rows, ["learner", "us_per_step", "vs_TBPTT", "RTRL_speedup", "state_bytes"])
+    tag = "quick" if args.quick else f"{args.cell}{args.n_hidden}_d{args.density}_{args.dtype}"
+    path = _common.write_csv(os.path.join(args.out, f"step_cost_{tag}.csv"), rows)
+    print("wrote", path)
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.barh([r["learner"] for r in rows], [r["us_per_step"] for r in rows], color="tab:blue")
+    ax.set_xscale("log")
+    ax.set_xlabel("microseconds per online step (median)")
+    ax.set_title(f"{type(cell).__name__} n={cell.n_hidden}, density {args.density}, {args.dtype}", fontsize=10)
+    fig.tight_layout()
+    print("wrote", _common.save_figure(fig, os.path.join(args.out, f"step_cost_{tag}.png")))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
