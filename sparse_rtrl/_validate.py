@@ -78,7 +78,11 @@ def check_real_array(value, name, shape, dtype):
 
 
 def check_index_array(value, name):
-    """Return ``value`` as a 1-D int32 array; refuse non-integer data."""
+    """Return a private 1-D int32 copy of ``value``; refuse non-integer data.
+
+    Always a copy: a structure validated once must not change afterwards
+    because the caller's buffer did (kernels trust it without checking).
+    """
     arr = np.asarray(value)
     if arr.ndim != 1:
         raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
@@ -86,4 +90,4 @@ def check_index_array(value, name):
         raise TypeError(f"{name} must hold integers, got dtype {arr.dtype}")
     if arr.size and (arr.min() < np.iinfo(np.int32).min or arr.max() > np.iinfo(np.int32).max):
         raise ValueError(f"{name} has values outside the int32 range")
-    return np.ascontiguousarray(arr, dtype=np.int32)
+    return np.array(arr, dtype=np.int32, copy=True, order="C")

@@ -443,8 +443,14 @@ class Cell:
             raise ValueError(f"weights must name exactly {expected}; missing {missing}, unknown {extra}")
         first_h = next(s.name for s in specs if s.source == "h")
         first_x = next(s.name for s in specs if s.source == "x")
-        n_hidden = int(np.shape(weights[first_h])[0])
-        n_in = int(np.shape(weights[first_x])[1])
+        shape_h = np.shape(weights[first_h])
+        if len(shape_h) != 2 or shape_h[0] != shape_h[1]:
+            raise ValueError(f"{first_h} must be a square (n_hidden, n_hidden) matrix, got shape {shape_h}")
+        n_hidden = int(shape_h[0])
+        shape_x = np.shape(weights[first_x])
+        if len(shape_x) != 2 or shape_x[0] != n_hidden:
+            raise ValueError(f"{first_x} must have shape (n_hidden={n_hidden}, n_in), got {shape_x}")
+        n_in = int(shape_x[1])
         patterns, values = {}, {}
         for s in specs:
             w = weights[s.name]

@@ -44,6 +44,12 @@ def _validate_csr(indptr, indices, shape, name):
             )
 
 
+def _check_shape(shape, name="shape"):
+    if not (isinstance(shape, tuple) and len(shape) == 2):
+        raise TypeError(f"{name} must be a tuple (n_rows, n_cols), got {shape!r}")
+    return check_int(shape[0], f"{name}[0]", minimum=0), check_int(shape[1], f"{name}[1]", minimum=0)
+
+
 class Pattern:
     """The structure of a CSR matrix: which entries are stored.
 
@@ -66,10 +72,7 @@ class Pattern:
     __slots__ = ("shape", "indptr", "indices")
 
     def __init__(self, indptr, indices, shape, name="pattern"):
-        if not (isinstance(shape, tuple) and len(shape) == 2):
-            raise TypeError(f"{name} shape must be a tuple (n_rows, n_cols), got {shape!r}")
-        n_rows = check_int(shape[0], f"{name} shape[0]", minimum=0)
-        n_cols = check_int(shape[1], f"{name} shape[1]", minimum=0)
+        n_rows, n_cols = _check_shape(shape, f"{name} shape")
         indptr = check_index_array(indptr, f"{name}.indptr")
         indices = check_index_array(indices, f"{name}.indices")
         _validate_csr(indptr, indices, (n_rows, n_cols), name)
@@ -88,7 +91,9 @@ class Pattern:
         gives the dense pattern. ``rng`` is a ``numpy.random.Generator``.
         """
         density = check_float(density, "density", 0.0, 1.0, low_open=True)
-        n_rows, n_cols = shape
+        n_rows, n_cols = _check_shape(shape)
+        if not isinstance(rng, np.random.Generator):
+            raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
         total = n_rows * n_cols
         nnz = int(round(density * total))
         if nnz >= total:
@@ -102,7 +107,7 @@ class Pattern:
     @classmethod
     def dense(cls, shape):
         """Every entry stored."""
-        n_rows, n_cols = shape
+        n_rows, n_cols = _check_shape(shape)
         indptr = np.arange(n_rows + 1, dtype=np.int64) * n_cols
         indices = np.tile(np.arange(n_cols), n_rows)
         return cls(indptr, indices, (n_rows, n_cols))
@@ -110,6 +115,7 @@ class Pattern:
     @classmethod
     def diagonal(cls, n):
         """The ``n x n`` identity pattern."""
+        n = check_int(n, "n", minimum=0)
         return cls(np.arange(n + 1), np.arange(n), (n, n))
 
     @classmethod

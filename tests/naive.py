@@ -449,9 +449,10 @@ def dynamics_structure(cell):
     gru: pattern(W_hr) | pattern(W_hz) | pattern(W_hn) | identity.
     lstm (state [h; c]):
       h rows: [pattern(W_hi|W_hf|W_hg|W_ho) | identity, identity];
-      c rows: [pattern(W_hi|W_hf|W_hg) | identity, identity]
-      (c' does not depend on the output gate).
-    The diagonal is always included, which never changes a reach set.
+      c rows: [pattern(W_hi|W_hf|W_hg), identity]
+      (c' does not depend on the output gate, and c_i depends on its own h_i
+      only through a stored (i, i) entry of a gate matrix).
+    The diagonal of D is always included, which never changes a reach set.
     """
     n = int(cell.n_hidden)
     S = _n_state(cell)
@@ -468,7 +469,7 @@ def dynamics_structure(cell):
         out = np.zeros((S, S), dtype=bool)
         out[:n, :n] = h_part | eye
         out[:n, n:] = eye
-        out[n:, :n] = c_part | eye
+        out[n:, :n] = c_part
         out[n:, n:] = eye
         return out
     raise ValueError("unknown cell kind %r" % (cell.kind,))
