@@ -400,7 +400,8 @@ class SnAp(Learner):
         return self.saturated
 
     def exact_for(self, n_steps):
-        return self.saturated or n_steps <= 1
+        # Within n steps the true influence cannot leave the n-step reach.
+        return self.saturated or n_steps <= self.n
 
     @property
     def name(self):
