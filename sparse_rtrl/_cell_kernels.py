@@ -3,20 +3,25 @@
 Every cell kernel has the same signature so that learners (and fused loops)
 can drive any cell without knowing which one it is::
 
-    kernel(args, s_prev, x, s_next, coef, dyn, presyn, want_jacobians)
+    kernel(args, s_prev, x, s_next, coef, dloc, presyn, want_jacobians)
 
 ``args``      the cell's own tuple of arrays and scalars (``Cell.kernel_args``)
 ``s_prev``    (B, S) states entering the step
 ``x``         (B, n_in) inputs
 ``s_next``    (B, S) written: the new states
 ``coef``      (B, S, G) written: ds_next[k] / d(pre-activation of gate g at unit(k))
-``dyn``       (B, nnz_D) written: values of the dynamics Jacobian D on its pattern
+``dloc``      (B, n, m, m) written: the unit-local block of D, the direct paths
+              from state ``i + c n`` to ``i + a n`` that bypass the weights
+              (the leak, the GRU's ``z h``, the LSTM's ``f c``)
 ``presyn``    (B, n_presyn) written: the presynaptic vector z = [h_prev; x; 1]
 
-The immediate Jacobian is never formed: parameter ``p`` of gate ``g`` at unit
-``i`` with presynaptic index ``src`` has ``I[k, p] = coef[k, g] * z[src]`` for
-each state ``k`` of unit ``i`` that gate ``g`` touches (``CellStructure``).
-When ``want_jacobians`` is False only ``s_next`` is written.
+Neither Jacobian is formed here. Parameter ``p`` of gate ``g`` at unit ``i``
+with presynaptic index ``src`` has ``I[k, p] = coef[k, g] * z[src]`` for each
+state ``k`` of unit ``i`` that gate ``g`` touches (``CellStructure``), and
+because a pre-activation depends on ``h_j`` only through its weight,
+``D = D_local + sum over recurrent p of coef[k, g] theta_p e_k e_src^T``.
+Learners use that factored form (``_learner_kernels``). When
+``want_jacobians`` is False only ``s_next`` is written.
 
 Kernels never validate: the public wrappers in ``cells.py`` do.
 """
@@ -40,6 +45,36 @@ def _row_dot(indptr, indices, data, i, v):
 
 
 @njit(gather=True)
+def _row_dot3(indptr, indices, d0, d1, d2, i, v):
+    """Three matrices sharing one pattern: each ``v[j]`` is loaded once."""
+    a0 = d0.dtype.type(0.0)
+    a1 = a0
+    a2 = a0
+    for e in range(indptr[i], indptr[i + 1]):
+        vj = v[indices[e]]
+        a0 += d0[e] * vj
+        a1 += d1[e] * vj
+        a2 += d2[e] * vj
+    return a0, a1, a2
+
+
+@njit(gather=True)
+def _row_dot4(indptr, indices, d0, d1, d2, d3, i, v):
+    """Four matrices sharing one pattern: each ``v[j]`` is loaded once."""
+    a0 = d0.dtype.type(0.0)
+    a1 = a0
+    a2 = a0
+    a3 = a0
+    for e in range(indptr[i], indptr[i + 1]):
+        vj = v[indices[e]]
+        a0 += d0[e] * vj
+        a1 += d1[e] * vj
+        a2 += d2[e] * vj
+        a3 += d3[e] * vj
+    return a0, a1, a2, a3
+
+
+@njit(gather=True)
 def _fill_presyn(h, x, z):
     n = h.shape[0]
     n_in = x.shape[0]
@@ -51,32 +86,26 @@ def _fill_presyn(h, x, z):
 
 
 @njit(gather=True)
-def vanilla_kernel(args, s_prev, x, s_next, coef, dyn, presyn, want_jacobians):
-    (W_ptr, W_idx, W_val, U_ptr, U_idx, U_val, b, alpha, d_diag, w_to_d) = args
+def vanilla_kernel(args, s_prev, x, s_next, coef, dloc, presyn, want_jacobians):
+    (W_ptr, W_idx, W_val, U_ptr, U_idx, U_val, b, alpha) = args
     n = s_prev.shape[1]
     one = s_prev.dtype.type(1.0)
     for bb in range(s_prev.shape[0]):
         h = s_prev[bb]
         xb = x[bb]
-        if want_jacobians:
-            d = dyn[bb]
-            d[:] = 0.0
         for i in range(n):
             a = b[i] + _row_dot(W_ptr, W_idx, W_val, i, h) + _row_dot(U_ptr, U_idx, U_val, i, xb)
             t = np.tanh(a)
             s_next[bb, i] = (one - alpha) * h[i] + alpha * t
             if want_jacobians:
-                ci = alpha * (one - t * t)
-                coef[bb, i, 0] = ci
-                d[d_diag[i]] += one - alpha
-                for e in range(W_ptr[i], W_ptr[i + 1]):
-                    d[w_to_d[e]] += ci * W_val[e]
+                coef[bb, i, 0] = alpha * (one - t * t)
+                dloc[bb, i, 0, 0] = one - alpha
         if want_jacobians:
             _fill_presyn(h, xb, presyn[bb])
 
 
 @njit(gather=True)
-def gru_kernel(args, s_prev, x, s_next, coef, dyn, presyn, want_jacobians):
+def gru_kernel(args, s_prev, x, s_next, coef, dloc, presyn, want_jacobians):
     (
         Whr_ptr, Whr_idx, Whr_val,
         Whz_ptr, Whz_idx, Whz_val,
@@ -85,21 +114,30 @@ def gru_kernel(args, s_prev, x, s_next, coef, dyn, presyn, want_jacobians):
         Wiz_ptr, Wiz_idx, Wiz_val,
         Win_ptr, Win_idx, Win_val,
         b_r, b_z, b_in, b_hn,
-        d_diag, hr_to_d, hz_to_d, hn_to_d,
+        shared_h, shared_x,
     ) = args
     n = s_prev.shape[1]
     one = s_prev.dtype.type(1.0)
     for bb in range(s_prev.shape[0]):
         h = s_prev[bb]
         xb = x[bb]
-        if want_jacobians:
-            d = dyn[bb]
-            d[:] = 0.0
         for i in range(n):
-            a_r = b_r[i] + _row_dot(Whr_ptr, Whr_idx, Whr_val, i, h) + _row_dot(Wir_ptr, Wir_idx, Wir_val, i, xb)
-            a_z = b_z[i] + _row_dot(Whz_ptr, Whz_idx, Whz_val, i, h) + _row_dot(Wiz_ptr, Wiz_idx, Wiz_val, i, xb)
-            a_hn = b_hn[i] + _row_dot(Whn_ptr, Whn_idx, Whn_val, i, h)
-            a_in = b_in[i] + _row_dot(Win_ptr, Win_idx, Win_val, i, xb)
+            if shared_h:
+                h_r, h_z, h_n = _row_dot3(Whr_ptr, Whr_idx, Whr_val, Whz_val, Whn_val, i, h)
+            else:
+                h_r = _row_dot(Whr_ptr, Whr_idx, Whr_val, i, h)
+                h_z = _row_dot(Whz_ptr, Whz_idx, Whz_val, i, h)
+                h_n = _row_dot(Whn_ptr, Whn_idx, Whn_val, i, h)
+            if shared_x:
+                x_r, x_z, x_n = _row_dot3(Wir_ptr, Wir_idx, Wir_val, Wiz_val, Win_val, i, xb)
+            else:
+                x_r = _row_dot(Wir_ptr, Wir_idx, Wir_val, i, xb)
+                x_z = _row_dot(Wiz_ptr, Wiz_idx, Wiz_val, i, xb)
+                x_n = _row_dot(Win_ptr, Win_idx, Win_val, i, xb)
+            a_r = b_r[i] + h_r + x_r
+            a_z = b_z[i] + h_z + x_z
+            a_hn = b_hn[i] + h_n
+            a_in = b_in[i] + x_n
             r = _sigmoid(a_r)
             z = _sigmoid(a_z)
             c = np.tanh(a_in + r * a_hn)
@@ -116,19 +154,13 @@ def gru_kernel(args, s_prev, x, s_next, coef, dyn, presyn, want_jacobians):
                 coef[bb, i, 1] = g_z
                 coef[bb, i, 2] = dc
                 coef[bb, i, 3] = g_hn
-                d[d_diag[i]] += z
-                for e in range(Whr_ptr[i], Whr_ptr[i + 1]):
-                    d[hr_to_d[e]] += g_r * Whr_val[e]
-                for e in range(Whz_ptr[i], Whz_ptr[i + 1]):
-                    d[hz_to_d[e]] += g_z * Whz_val[e]
-                for e in range(Whn_ptr[i], Whn_ptr[i + 1]):
-                    d[hn_to_d[e]] += g_hn * Whn_val[e]
+                dloc[bb, i, 0, 0] = z
         if want_jacobians:
             _fill_presyn(h, xb, presyn[bb])
 
 
 @njit(gather=True)
-def lstm_kernel(args, s_prev, x, s_next, coef, dyn, presyn, want_jacobians):
+def lstm_kernel(args, s_prev, x, s_next, coef, dloc, presyn, want_jacobians):
     (
         Whi_ptr, Whi_idx, Whi_val,
         Whf_ptr, Whf_idx, Whf_val,
@@ -139,9 +171,7 @@ def lstm_kernel(args, s_prev, x, s_next, coef, dyn, presyn, want_jacobians):
         Wig_ptr, Wig_idx, Wig_val,
         Wio_ptr, Wio_idx, Wio_val,
         b_i, b_f, b_g, b_o,
-        d_diag, d_hc,
-        hi_to_dh, hf_to_dh, hg_to_dh, ho_to_dh,
-        hi_to_dc, hf_to_dc, hg_to_dc,
+        shared_h, shared_x,
     ) = args
     n = s_prev.shape[1] // 2
     one = s_prev.dtype.type(1.0)
@@ -149,14 +179,25 @@ def lstm_kernel(args, s_prev, x, s_next, coef, dyn, presyn, want_jacobians):
         h = s_prev[bb, :n]
         c = s_prev[bb, n:]
         xb = x[bb]
-        if want_jacobians:
-            d = dyn[bb]
-            d[:] = 0.0
         for i in range(n):
-            a_i = b_i[i] + _row_dot(Whi_ptr, Whi_idx, Whi_val, i, h) + _row_dot(Wii_ptr, Wii_idx, Wii_val, i, xb)
-            a_f = b_f[i] + _row_dot(Whf_ptr, Whf_idx, Whf_val, i, h) + _row_dot(Wif_ptr, Wif_idx, Wif_val, i, xb)
-            a_g = b_g[i] + _row_dot(Whg_ptr, Whg_idx, Whg_val, i, h) + _row_dot(Wig_ptr, Wig_idx, Wig_val, i, xb)
-            a_o = b_o[i] + _row_dot(Who_ptr, Who_idx, Who_val, i, h) + _row_dot(Wio_ptr, Wio_idx, Wio_val, i, xb)
+            if shared_h:
+                h_i, h_f, h_g, h_o = _row_dot4(Whi_ptr, Whi_idx, Whi_val, Whf_val, Whg_val, Who_val, i, h)
+            else:
+                h_i = _row_dot(Whi_ptr, Whi_idx, Whi_val, i, h)
+                h_f = _row_dot(Whf_ptr, Whf_idx, Whf_val, i, h)
+                h_g = _row_dot(Whg_ptr, Whg_idx, Whg_val, i, h)
+                h_o = _row_dot(Who_ptr, Who_idx, Who_val, i, h)
+            if shared_x:
+                x_i, x_f, x_g, x_o = _row_dot4(Wii_ptr, Wii_idx, Wii_val, Wif_val, Wig_val, Wio_val, i, xb)
+            else:
+                x_i = _row_dot(Wii_ptr, Wii_idx, Wii_val, i, xb)
+                x_f = _row_dot(Wif_ptr, Wif_idx, Wif_val, i, xb)
+                x_g = _row_dot(Wig_ptr, Wig_idx, Wig_val, i, xb)
+                x_o = _row_dot(Wio_ptr, Wio_idx, Wio_val, i, xb)
+            a_i = b_i[i] + h_i + x_i
+            a_f = b_f[i] + h_f + x_f
+            a_g = b_g[i] + h_g + x_g
+            a_o = b_o[i] + h_o + x_o
             gi = _sigmoid(a_i)
             gf = _sigmoid(a_f)
             gg = np.tanh(a_g)
@@ -181,18 +222,10 @@ def lstm_kernel(args, s_prev, x, s_next, coef, dyn, presyn, want_jacobians):
                 coef[bb, i, 1] = k * dcf
                 coef[bb, i, 2] = k * dcg
                 coef[bb, i, 3] = dho
-                d[d_diag[n + i]] += gf
-                d[d_hc[i]] += k * gf
-                for e in range(Whi_ptr[i], Whi_ptr[i + 1]):
-                    d[hi_to_dh[e]] += k * dci * Whi_val[e]
-                    d[hi_to_dc[e]] += dci * Whi_val[e]
-                for e in range(Whf_ptr[i], Whf_ptr[i + 1]):
-                    d[hf_to_dh[e]] += k * dcf * Whf_val[e]
-                    d[hf_to_dc[e]] += dcf * Whf_val[e]
-                for e in range(Whg_ptr[i], Whg_ptr[i + 1]):
-                    d[hg_to_dh[e]] += k * dcg * Whg_val[e]
-                    d[hg_to_dc[e]] += dcg * Whg_val[e]
-                for e in range(Who_ptr[i], Who_ptr[i + 1]):
-                    d[ho_to_dh[e]] += dho * Who_val[e]
+                # local block [[dh'/dh, dh'/dc], [dc'/dh, dc'/dc]] of unit i
+                dloc[bb, i, 0, 0] = 0.0
+                dloc[bb, i, 0, 1] = k * gf
+                dloc[bb, i, 1, 0] = 0.0
+                dloc[bb, i, 1, 1] = gf
         if want_jacobians:
             _fill_presyn(h, xb, presyn[bb])

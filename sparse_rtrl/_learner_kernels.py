@@ -6,9 +6,13 @@ stream index ``b``. They never validate and never allocate; the wrappers in
 
 Shared arguments (from ``CellStructure``):
 ``dyn_ptr, dyn_idx``     CSR structure of the dynamics Jacobian D (S x S)
-``unit, gate, src``      per-parameter unit, gate and presynaptic index
-``touch``                (n_gates, S // n) which states of its unit a gate changes
-``n``                    number of hidden units
+``seg_ptr, seg_unit, seg_gate``  row segments: parameters sharing unit and gate
+``src``                  per-parameter presynaptic index
+``touch``                (n_gates, m) which states of its unit a gate changes
+``n``, ``n_rec_seg``     hidden units; recurrent row segments (a prefix)
+
+``D`` is formed (``form_dynamics``) only where a learner multiplies by it
+entry by entry (RTRL, SnAp); BPTT and UORO use its factored form.
 """
 
 import numpy as np
@@ -17,39 +21,77 @@ from ._jit import njit
 
 
 @njit(gather=True)
-def immediate_vjp(v, coef, z, unit, gate, src, touch, n, out):
-    """``out += v^T I`` for one stream: ``out[p] += z[src] sum_m v[k] coef[k, g]``."""
-    n_touch = touch.shape[1]
-    for p in range(unit.shape[0]):
-        g = gate[p]
-        i = unit[p]
+def gate_credit(v, coef, touch, n, u):
+    """``u[i, g] = sum_a touch[g, a] coef[i + a n, g] v[i + a n]``: credit per unit and gate."""
+    G = touch.shape[0]
+    for i in range(n):
+        for g in range(G):
+            acc = v.dtype.type(0.0)
+            for a in range(touch.shape[1]):
+                if touch[g, a]:
+                    k = i + a * n
+                    acc += v[k] * coef[k, g]
+            u[i, g] = acc
+
+
+@njit(gather=True)
+def immediate_vjp(v, coef, z, seg_ptr, seg_unit, seg_gate, src, touch, n, u, out):
+    """``out += v^T I`` for one stream (``u`` is an (n, G) work array)."""
+    gate_credit(v, coef, touch, n, u)
+    for s in range(seg_unit.shape[0]):
+        val = u[seg_unit[s], seg_gate[s]]
+        if val != 0.0:
+            for p in range(seg_ptr[s], seg_ptr[s + 1]):
+                out[p] += val * z[src[p]]
+
+
+@njit(gather=True)
+def dynamics_matvec(theta, coef, dloc, seg_ptr, seg_unit, seg_gate, src, touch, n, n_rec_seg, v, w, out):
+    """``out = D v`` from the factored form (``w`` is an (n, G) work array).
+
+    ``D = D_local + sum over recurrent p of coef[k, g] theta_p e_k e_src^T``.
+    """
+    m = touch.shape[1]
+    w[:, :] = 0.0
+    for s in range(n_rec_seg):
         acc = v.dtype.type(0.0)
-        for m in range(n_touch):
-            if touch[g, m]:
-                k = i + m * n
-                acc += v[k] * coef[k, g]
-        out[p] += acc * z[src[p]]
+        for p in range(seg_ptr[s], seg_ptr[s + 1]):
+            acc += theta[p] * v[src[p]]
+        w[seg_unit[s], seg_gate[s]] += acc
+    for a in range(m):
+        for i in range(n):
+            k = i + a * n
+            acc = v.dtype.type(0.0)
+            for c in range(m):
+                acc += dloc[i, a, c] * v[i + c * n]
+            for g in range(touch.shape[0]):
+                if touch[g, a]:
+                    acc += coef[k, g] * w[i, g]
+            out[k] = acc
 
 
 @njit(gather=True)
-def csr_matvec(indptr, indices, data, x, out):
-    """``out = A x`` for a CSR matrix ``A``."""
-    for k in range(out.shape[0]):
-        acc = out.dtype.type(0.0)
-        for e in range(indptr[k], indptr[k + 1]):
-            acc += data[e] * x[indices[e]]
-        out[k] = acc
+def form_dynamics(theta, coef, dloc, gate, c_param, c_row, c_entry, local_entry, dyn):
+    """Values of D on its pattern (or on the subset of entries the plan lists).
 
-
-@njit(gather=True)
-def csr_rmatvec(indptr, indices, data, x, out):
-    """``out = A^T x`` for a CSR matrix ``A``."""
-    out[:] = 0.0
-    for k in range(indptr.shape[0] - 1):
-        xk = x[k]
-        if xk != 0.0:
-            for e in range(indptr[k], indptr[k + 1]):
-                out[indices[e]] += data[e] * xk
+    ``dyn`` must start zeroed: entries outside the lists are never written.
+    """
+    n = local_entry.shape[0]
+    m = local_entry.shape[1]
+    for b in range(dyn.shape[0]):
+        d = dyn[b]
+        for t in range(c_entry.shape[0]):
+            d[c_entry[t]] = 0.0
+        for i in range(n):
+            for a in range(m):
+                for c in range(m):
+                    e = local_entry[i, a, c]
+                    if e >= 0:
+                        d[e] = dloc[b, i, a, c]
+        cb = coef[b]
+        for t in range(c_entry.shape[0]):
+            p = c_param[t]
+            d[c_entry[t]] += cb[c_row[t], gate[p]] * theta[p]
 
 
 # -- RTRL ------------------------------------------------------------------------
@@ -107,33 +149,97 @@ def dense_accumulate(J, c, acc):
 
 
 @njit(gather=True)
-def bptt_window(dyn_ptr, dyn_idx, unit, gate, src, touch, n,
-                dyn_hist, coef_hist, z_hist, c_hist, t_stop, delta, scratch, acc):
+def snapshot_if_changed(theta, n_rec, theta_hist, n_snap):
+    """Keep a copy of the recurrent weights when they differ from the last copy.
+
+    Returns the number of stored copies; the current weights are copy
+    ``n_snap - 1`` afterwards. Cheap when nothing changed (one compare pass).
+    """
+    if n_snap > 0:
+        last = theta_hist[n_snap - 1]
+        same = True
+        for p in range(n_rec):
+            if last[p] != theta[p]:
+                same = False
+                break
+        if same:
+            return n_snap
+    dst = theta_hist[n_snap]
+    for p in range(n_rec):
+        dst[p] = theta[p]
+    return n_snap + 1
+
+
+@njit(gather=True)
+def bptt_window(seg_ptr, seg_unit, seg_gate, src, touch, n, n_rec_seg, coef_hist, dloc_hist, z_hist,
+                c_hist, theta_hist, theta_idx, t_stop, delta, scratch, u, acc):
     """Back-propagate the stored credits of steps ``[0, t_stop)`` of a window.
 
     The state entering the window is a constant (truncation), so the backward
-    pass stops at the window's first step. ``delta`` and ``scratch`` are (B, S)
-    work arrays.
+    pass stops at the window's first step. Step ``t`` uses the recurrent
+    weights it ran with (``theta_hist[theta_idx[t]]``). One pass over the
+    parameters per step does both ``acc += delta I_t`` and
+    ``delta <- D_t^T delta``, from the factored forms.
     """
+    m = touch.shape[1]
     for b in range(delta.shape[0]):
         dl = delta[b]
         dl[:] = 0.0
+        ub = u[b]
+        accb = acc[b]
+        out = scratch[b]
         for t in range(t_stop - 1, -1, -1):
             ct = c_hist[t, b]
             for k in range(dl.shape[0]):
                 dl[k] += ct[k]
-            immediate_vjp(dl, coef_hist[t, b], z_hist[t, b], unit, gate, src, touch, n, acc[b])
+            gate_credit(dl, coef_hist[t, b], touch, n, ub)
+            zt = z_hist[t, b]
             if t > 0:
-                csr_rmatvec(dyn_ptr, dyn_idx, dyn_hist[t, b], dl, scratch[b])
-                dl[:] = scratch[b]
+                dl_t = dloc_hist[t, b]
+                for i in range(n):
+                    for c in range(m):
+                        acc_c = dl.dtype.type(0.0)
+                        for a in range(m):
+                            acc_c += dl_t[i, a, c] * dl[i + a * n]
+                        out[i + c * n] = acc_c
+                th = theta_hist[theta_idx[t]]
+                for s in range(n_rec_seg):
+                    val = ub[seg_unit[s], seg_gate[s]]
+                    if val != 0.0:
+                        for p in range(seg_ptr[s], seg_ptr[s + 1]):
+                            j = src[p]
+                            accb[p] += val * zt[j]
+                            out[j] += val * th[p]
+                first = n_rec_seg
+            else:
+                first = 0
+            for s in range(first, seg_unit.shape[0]):
+                val = ub[seg_unit[s], seg_gate[s]]
+                if val != 0.0:
+                    for p in range(seg_ptr[s], seg_ptr[s + 1]):
+                        accb[p] += val * zt[src[p]]
+            if t > 0:
+                dl[:] = out
+
+
+@njit
+def take_grad(acc, out):
+    """``out = acc.sum(axis=0)`` and ``acc = 0`` in one pass."""
+    out[:] = acc[0]
+    acc[0] = 0.0
+    for b in range(1, acc.shape[0]):
+        ab = acc[b]
+        for p in range(out.shape[0]):
+            out[p] += ab[p]
+        ab[:] = 0.0
 
 
 # -- UORO -----------------------------------------------------------------------
 
 
 @njit(gather=True)
-def uoro_update(dyn_ptr, dyn_idx, dyn, coef, z, unit, gate, src, touch, n,
-                uniform, u, theta, nu, nu_I, Du, eps):
+def uoro_update(theta_params, coef, dloc, z, seg_ptr, seg_unit, seg_gate, src, touch, n, n_rec_seg,
+                uniform, u, theta, nu, nu_I, Du, work, eps):
     """One UORO step for every stream (Tallec & Ollivier 2017).
 
     ``uniform`` (B, S) holds fresh U(0, 1) draws, turned into random signs
@@ -142,15 +248,17 @@ def uoro_update(dyn_ptr, dyn_idx, dyn, coef, z, unit, gate, src, touch, n,
     ``rho0 = sqrt((|theta| + eps) / (|D u| + eps))`` and
     ``rho1 = sqrt((|nu^T I| + eps) / (|nu| + eps))``. The eps guards make
     ``rho = 1`` at the start (u = theta = 0) and whenever a norm vanishes.
+    ``D u`` and ``nu^T I`` use the factored Jacobians; ``work`` is (B, n, G).
     """
     for b in range(u.shape[0]):
         nub = nu[b]
         for k in range(nub.shape[0]):
             nub[k] = 1.0 if uniform[b, k] < 0.5 else -1.0
-        csr_matvec(dyn_ptr, dyn_idx, dyn[b], u[b], Du[b])
+        dynamics_matvec(theta_params, coef[b], dloc[b], seg_ptr, seg_unit, seg_gate, src, touch, n,
+                        n_rec_seg, u[b], work[b], Du[b])
         vi = nu_I[b]
         vi[:] = 0.0
-        immediate_vjp(nub, coef[b], z[b], unit, gate, src, touch, n, vi)
+        immediate_vjp(nub, coef[b], z[b], seg_ptr, seg_unit, seg_gate, src, touch, n, work[b], vi)
         n_theta = np.sqrt(np.sum(theta[b] * theta[b]))
         n_du = np.sqrt(np.sum(Du[b] * Du[b]))
         n_vi = np.sqrt(np.sum(vi * vi))

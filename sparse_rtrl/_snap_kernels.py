@@ -193,3 +193,69 @@ def snap_accumulate(row_ptr, rows, col_ptr, inf_ptr, c, J, acc):
                     row = Jb[base + a * q:base + (a + 1) * q]
                     for cc in range(q):
                         acc_g[cc] += ck * row[cc]
+
+
+@njit(gather=True)
+def snap_diag_update(seg_ptr, seg_unit, seg_gate, src, diag_entry, dyn, coef, z, c, J, acc, accumulate):
+    """SnAp-1 when every parameter touches one state: ``J[p] <- D_ii J[p] + I[i, p]``.
+
+    Each parameter has a single influence entry, so ``J`` (B, P) is kept in
+    parameter order and updated segment by segment in one streaming pass
+    (Menick et al.: SnAp-1 costs what a BPTT step costs).
+    """
+    for b in range(J.shape[0]):
+        Jb = J[b]
+        accb = acc[b]
+        zb = z[b]
+        d = dyn[b]
+        for s in range(seg_unit.shape[0]):
+            i = seg_unit[s]
+            a = d[diag_entry[i]]
+            bc = coef[b, i, seg_gate[s]]
+            lo = seg_ptr[s]
+            hi = seg_ptr[s + 1]
+            Js = Jb[lo:hi]
+            ss = src[lo:hi]
+            if accumulate:
+                ci = c[b, i]
+                As = accb[lo:hi]
+                for p in range(hi - lo):
+                    v = a * Js[p] + bc * zb[ss[p]]
+                    Js[p] = v
+                    As[p] += ci * v
+            else:
+                for p in range(hi - lo):
+                    Js[p] = a * Js[p] + bc * zb[ss[p]]
+
+
+@njit
+def snap_diag_accumulate(seg_ptr, seg_unit, c, J, acc):
+    """``acc += c J`` for the diagonal (parameter-order) SnAp-1 layout."""
+    for b in range(J.shape[0]):
+        for s in range(seg_unit.shape[0]):
+            ci = c[b, seg_unit[s]]
+            if ci != 0.0:
+                lo = seg_ptr[s]
+                hi = seg_ptr[s + 1]
+                Js = J[b, lo:hi]
+                As = acc[b, lo:hi]
+                for p in range(hi - lo):
+                    As[p] += ci * Js[p]
+
+
+@njit
+def take_block_grad(acc, runs_block, runs_param, runs_len, out):
+    """Sum a group-ordered accumulator over the batch into parameter order; zero it.
+
+    The group order is a permutation made of contiguous runs (one matrix row
+    inside one group), copied run by run.
+    """
+    for r in range(runs_len.shape[0]):
+        src0 = runs_block[r]
+        dst = out[runs_param[r]:runs_param[r] + runs_len[r]]
+        dst[:] = acc[0, src0:src0 + runs_len[r]]
+        for b in range(1, acc.shape[0]):
+            row = acc[b, src0:src0 + runs_len[r]]
+            for k in range(runs_len[r]):
+                dst[k] += row[k]
+    acc[:, :] = 0.0

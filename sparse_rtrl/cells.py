@@ -8,12 +8,17 @@ an optimiser that writes into ``cell.params`` changes the cell.
 Besides the step, a cell gives learners the two Jacobians they need, on fixed
 sparse patterns and without ever forming a dense matrix:
 
-- the dynamics Jacobian ``D_t = ds_t/ds_{t-1}`` (``S x S``), whose values are
-  written on ``cell.structure.dynamics`` (a :class:`~sparse_rtrl.Pattern`);
 - the immediate Jacobian ``I_t = ds_t/dtheta`` (``S x P``) in factored form:
   parameter ``p`` (gate ``g``, unit ``i``, presynaptic index ``j``) has
   ``I[k, p] = coef[k, g] * z[j]`` for each state ``k`` of unit ``i`` that its
-  gate touches, where ``z = [h_{t-1}; x_t; 1]``.
+  gate touches, where ``z = [h_{t-1}; x_t; 1]``;
+- the dynamics Jacobian ``D_t = ds_t/ds_{t-1}`` (``S x S``), also factored:
+  a pre-activation depends on ``h_j`` only through its weight, so
+  ``D = D_local + sum over recurrent parameters p of coef[k, g] theta_p`` at
+  ``(k, j)``, where ``D_local`` (the leak, the GRU's ``z h``, the LSTM's
+  ``f c``) is a small block per unit. Its structure, ``cell.structure.dynamics``,
+  follows from the patterns; learners that need its values form them on that
+  pattern (or on the part they use).
 
 Building a cell from your own matrices
 --------------------------------------
@@ -30,7 +35,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._validate import check_dtype, check_float, check_int, check_real_array, check_seed
-from .patterns import Pattern, union_structure
+from .patterns import Pattern
 
 _SOURCES = ("h", "x", "1")
 
@@ -96,9 +101,26 @@ class CellStructure:
     param_unit, param_gate, param_src : int32 arrays, shape (P,)
         For each parameter: the unit (row) it enters, its gate, and its index
         into ``z``.
-    gate_touch : bool array, shape (n_gates, S // n_hidden)
-        ``gate_touch[g, m]`` is True when gate ``g``'s parameters of unit ``i``
-        directly change state ``i + m * n_hidden``.
+    gate_touch : bool array, shape (n_gates, m)
+        ``gate_touch[g, a]`` is True when gate ``g``'s parameters of unit ``i``
+        directly change state ``i + a * n_hidden`` (``m = S // n_hidden``).
+    local_touch : bool array, shape (m, m)
+        ``local_touch[a, c]``: state ``i + a n`` depends on ``i + c n`` directly,
+        not through a weight (the structure of ``D_local``).
+    n_rec_params : int
+        The recurrent weights (presynaptic index ``< n_hidden``) are the first
+        ``n_rec_params`` parameters.
+    dyn_local_entry : int32 array, shape (n_hidden, m, m)
+        Position in ``dynamics`` of each local entry (-1 where not structural).
+    dyn_contrib_param, dyn_contrib_row, dyn_contrib_entry : int32 arrays
+        One row per (recurrent parameter ``p``, touched state ``k``): ``D`` at
+        entry ``e`` receives ``coef[k, gate[p]] * theta[p]``.
+    seg_ptr, seg_unit, seg_gate : arrays
+        Row segments: parameters ``seg_ptr[s]:seg_ptr[s+1]`` are one row of one
+        weight matrix, all entering unit ``seg_unit[s]`` through gate
+        ``seg_gate[s]``. Per-parameter kernels loop over segments so that they
+        read one index (``param_src``) per parameter. Recurrent rows come
+        first: the first ``n_rec_segments`` segments.
     """
 
     n_in: int
@@ -112,6 +134,20 @@ class CellStructure:
     param_gate: np.ndarray
     param_src: np.ndarray
     gate_touch: np.ndarray
+    local_touch: np.ndarray
+    n_rec_params: int
+    dyn_local_entry: np.ndarray
+    dyn_contrib_param: np.ndarray
+    dyn_contrib_row: np.ndarray
+    dyn_contrib_entry: np.ndarray
+    seg_ptr: np.ndarray
+    seg_unit: np.ndarray
+    seg_gate: np.ndarray
+    n_rec_segments: int
+
+    @property
+    def n_local(self):
+        return self.gate_touch.shape[1]
 
     def immediate_pattern(self):
         """``S x P`` structure of the immediate Jacobian ``I_t``."""
@@ -152,6 +188,47 @@ def _as_pattern(value, shape, name):
     if pat.shape != shape:
         raise ValueError(f"pattern for {name} must have shape {shape}, got {pat.shape}")
     return pat
+
+
+def _dynamics_structure(n, unit, gate, src, touch, local):
+    """Pattern of D and the index plan that forms its values (see CellStructure)."""
+    m = touch.shape[1]
+    S = n * m
+    params = np.arange(unit.shape[0], dtype=np.int64)
+    c_param, c_row, c_col = [], [], []
+    for a in range(m):
+        hit = touch[gate, a]
+        c_param.append(params[hit])
+        c_row.append(unit[hit].astype(np.int64) + a * n)
+        c_col.append(src[hit].astype(np.int64))
+    c_param = np.concatenate(c_param)
+    c_row = np.concatenate(c_row)
+    c_col = np.concatenate(c_col)
+    units = np.arange(n, dtype=np.int64)
+    loc_rows, loc_cols = [], []
+    for a in range(m):
+        for c in range(m):
+            if local[a, c]:
+                loc_rows.append(units + a * n)
+                loc_cols.append(units + c * n)
+    diag = np.arange(S, dtype=np.int64)
+    keys = [c_row * S + c_col, diag * S + diag] + [r * S + c for r, c in zip(loc_rows, loc_cols)]
+    all_keys = np.unique(np.concatenate(keys))
+    indptr = np.zeros(S + 1, dtype=np.int64)
+    np.cumsum(np.bincount(all_keys // S, minlength=S), out=indptr[1:])
+    local_entry = np.full((n, m, m), -1, dtype=np.int32)
+    for a in range(m):
+        for c in range(m):
+            if local[a, c]:
+                local_entry[:, a, c] = np.searchsorted(all_keys, (units + a * n) * S + units + c * n)
+    order = np.argsort(c_param, kind="stable")
+    return {
+        "dynamics": Pattern(indptr, all_keys % S, (S, S)),
+        "dyn_local_entry": local_entry,
+        "dyn_contrib_param": c_param[order].astype(np.int32),
+        "dyn_contrib_row": c_row[order].astype(np.int32),
+        "dyn_contrib_entry": np.searchsorted(all_keys, (c_row * S + c_col)[order]).astype(np.int32),
+    }
 
 
 class Cell:
@@ -251,16 +328,32 @@ class Cell:
             else:
                 self.weights[s.name] = SparseWeight(patterns[s.name], view)
 
-        # Per-parameter metadata for the factored immediate Jacobian.
+        # Per-parameter metadata for the factored immediate Jacobian, and the
+        # row segments (one per row of each weight matrix).
         base = {"h": 0, "x": self.n_hidden, "1": self.n_hidden + self.n_in}
         unit, gate, src = [], [], []
-        for s in specs:
+        seg_ptr, seg_unit, seg_gate = [np.zeros(1, np.int64)], [], []
+        n_rec_seg = 0
+        for s, lo in zip(specs, offsets[:-1]):
             pat = patterns[s.name]
             unit.append(pat.rows())
             gate.append(np.full(pat.nnz, s.gate, dtype=np.int32))
             src.append(pat.indices.astype(np.int32) + base[s.source])
+            seg_ptr.append(lo + pat.indptr[1:].astype(np.int64))
+            seg_unit.append(np.arange(self.n_hidden, dtype=np.int32))
+            seg_gate.append(np.full(self.n_hidden, s.gate, dtype=np.int32))
+            if s.source == "h":
+                n_rec_seg += self.n_hidden
         touch = np.array(self._touch(), dtype=bool)
-        dyn_pattern, maps = union_structure((self.n_state, self.n_state), self._dynamics_parts(patterns))
+        local = np.array(self._local_touch(), dtype=bool)
+        param_unit = np.concatenate(unit).astype(np.int32)
+        param_gate = np.concatenate(gate)
+        param_src = np.concatenate(src)
+        n_rec = int(np.count_nonzero(param_src < self.n_hidden))
+        if not np.all(param_src[:n_rec] < self.n_hidden):
+            raise AssertionError("recurrent weights must come first in a cell's parameter order")
+        dyn = _dynamics_structure(self.n_hidden, param_unit[:n_rec], param_gate[:n_rec],
+                                  param_src[:n_rec], touch, local)
         self.structure = CellStructure(
             n_in=self.n_in,
             n_hidden=self.n_hidden,
@@ -268,15 +361,21 @@ class Cell:
             n_params=self.n_params,
             n_gates=len(self.gate_names),
             n_presyn=self.n_hidden + self.n_in + 1,
-            dynamics=dyn_pattern,
-            param_unit=np.concatenate(unit).astype(np.int32),
-            param_gate=np.concatenate(gate),
-            param_src=np.concatenate(src),
+            param_unit=param_unit,
+            param_gate=param_gate,
+            param_src=param_src,
             gate_touch=touch,
+            local_touch=local,
+            n_rec_params=n_rec,
+            seg_ptr=np.concatenate(seg_ptr),
+            seg_unit=np.concatenate(seg_unit),
+            seg_gate=np.concatenate(seg_gate),
+            n_rec_segments=n_rec_seg,
+            **dyn,
         )
-        for arr in (self.structure.param_unit, self.structure.param_gate, self.structure.param_src, touch):
-            arr.flags.writeable = False
-        self._dyn_maps = maps
+        for value in vars(self.structure).values():
+            if isinstance(value, np.ndarray):
+                value.flags.writeable = False
         self._init_values(rng)
         self.kernel_args = self._make_kernel_args()
 
@@ -288,6 +387,12 @@ class Cell:
             w = self.weights[s.name]
             fan = max(1.0, w.nnz / self.n_hidden)
             w.data[:] = rng.normal(0.0, 1.0 / np.sqrt(fan), size=w.nnz)
+
+    def _same_patterns(self, *names):
+        """True if the named matrices share one pattern (the kernel then reads
+        the pattern once for all of them)."""
+        first = self._patterns[names[0]]
+        return all(self._patterns[k] == first for k in names[1:])
 
     def _csr_args(self, name):
         w = self.weights[name]
@@ -347,18 +452,18 @@ class Cell:
         dt = self.dtype
         self.kernel(
             self.kernel_args, s, x, out,
-            np.empty((0, 0, 0), dt), np.empty((0, 0), dt), np.empty((0, 0), dt), False,
+            np.empty((0, 0, 0), dt), np.empty((0, 0, 0, 0), dt), np.empty((0, 0), dt), False,
         )
         return out if batched else out[0]
 
-    def advance(self, s_prev, x, s_next, coef, dyn, presyn):
+    def advance(self, s_prev, x, s_next, coef, dloc, presyn):
         """Low-level step for learner authors: no validation, batched buffers.
 
-        Writes ``s_next`` (B, S), ``coef`` (B, S, n_gates), ``dyn`` (B, nnz_D)
-        and ``presyn`` (B, n_presyn). All arrays must be C-contiguous and of the
-        cell's dtype; see ``_cell_kernels`` for the meaning of each.
+        Writes ``s_next`` (B, S), ``coef`` (B, S, n_gates), ``dloc``
+        (B, n_hidden, m, m) and ``presyn`` (B, n_presyn). All arrays must be
+        C-contiguous and of the cell's dtype; see ``_cell_kernels``.
         """
-        self.kernel(self.kernel_args, s_prev, x, s_next, coef, dyn, presyn, True)
+        self.kernel(self.kernel_args, s_prev, x, s_next, coef, dloc, presyn, True)
 
     def jacobians(self, s, x):
         """The next state and both Jacobians at ``(s, x)``, as scipy CSR matrices.
@@ -375,11 +480,16 @@ class Cell:
         if batched:
             raise ValueError("jacobians() takes one state of shape (S,), not a batch")
         st = self.structure
+        from ._learner_kernels import form_dynamics
+
         out = np.empty_like(s)
         coef = np.empty((1, st.n_state, st.n_gates), self.dtype)
-        dyn = np.empty((1, st.dynamics.nnz), self.dtype)
+        dloc = np.empty((1, st.n_hidden, st.n_local, st.n_local), self.dtype)
         z = np.empty((1, st.n_presyn), self.dtype)
-        self.advance(s, x, out, coef, dyn, z)
+        self.advance(s, x, out, coef, dloc, z)
+        dyn = np.empty((1, st.dynamics.nnz), self.dtype)
+        form_dynamics(self.params, coef, dloc, st.param_gate, st.dyn_contrib_param, st.dyn_contrib_row,
+                      st.dyn_contrib_entry, st.dyn_local_entry, dyn)
         D = st.dynamics.to_scipy(dyn[0])
         rows, cols, vals = [], [], []
         params = np.arange(st.n_params)
@@ -528,18 +638,14 @@ class VanillaRNN(Cell):
     def _touch(self):
         return _touch_all(1)
 
-    def _dynamics_parts(self, patterns):
-        return [(0, 0, Pattern.diagonal(self.n_hidden)), (0, 0, patterns["W"])]
+    def _local_touch(self):
+        return [[True]]  # the leak (1 - alpha); zero but harmless when alpha = 1
 
     def _hyperparameters(self):
         return {"alpha": self.alpha}
 
     def _make_kernel_args(self):
-        d_diag, w_to_d = self._dyn_maps
-        return (
-            *self._csr_args("W"), *self._csr_args("U"), self.weights["b"],
-            self.dtype.type(self.alpha), d_diag, w_to_d,
-        )
+        return (*self._csr_args("W"), *self._csr_args("U"), self.weights["b"], self.dtype.type(self.alpha))
 
     @property
     def kernel(self):
@@ -596,22 +702,19 @@ class GRU(Cell):
     def _touch(self):
         return _touch_all(4)
 
-    def _dynamics_parts(self, patterns):
-        return [(0, 0, Pattern.diagonal(self.n_hidden))] + [
-            (0, 0, patterns[name]) for name in ("W_hr", "W_hz", "W_hn")
-        ]
+    def _local_touch(self):
+        return [[True]]  # z * h
 
     def _hyperparameters(self):
         return {"shared_pattern": self.shared_pattern}
 
     def _make_kernel_args(self):
-        d_diag, hr, hz, hn = self._dyn_maps
         w = self.weights
         return (
             *self._csr_args("W_hr"), *self._csr_args("W_hz"), *self._csr_args("W_hn"),
             *self._csr_args("W_ir"), *self._csr_args("W_iz"), *self._csr_args("W_in"),
             w["b_r"], w["b_z"], w["b_in"], w["b_hn"],
-            d_diag, hr, hz, hn,
+            self._same_patterns("W_hr", "W_hz", "W_hn"), self._same_patterns("W_ir", "W_iz", "W_in"),
         )
 
     @property
@@ -661,12 +764,9 @@ class LSTM(Cell):
     def _touch(self):
         return [[True, True], [True, True], [True, True], [True, False]]
 
-    def _dynamics_parts(self, patterns):
-        n = self.n_hidden
-        parts = [(0, 0, Pattern.diagonal(2 * n)), (0, n, Pattern.diagonal(n))]
-        parts += [(0, 0, patterns[name]) for name in ("W_hi", "W_hf", "W_hg", "W_ho")]
-        parts += [(n, 0, patterns[name]) for name in ("W_hi", "W_hf", "W_hg")]
-        return parts
+    def _local_touch(self):
+        # h' depends on its own c through c' = f c + ..., and so does c'.
+        return [[False, True], [False, True]]
 
     def _init_values(self, rng):
         super()._init_values(rng)
@@ -676,7 +776,6 @@ class LSTM(Cell):
         return {"shared_pattern": self.shared_pattern}
 
     def _make_kernel_args(self):
-        d_diag, d_hc, hi, hf, hg, ho, ci, cf, cg = self._dyn_maps
         w = self.weights
         return (
             *self._csr_args("W_hi"), *self._csr_args("W_hf"),
@@ -684,7 +783,8 @@ class LSTM(Cell):
             *self._csr_args("W_ii"), *self._csr_args("W_if"),
             *self._csr_args("W_ig"), *self._csr_args("W_io"),
             w["b_i"], w["b_f"], w["b_g"], w["b_o"],
-            d_diag, d_hc, hi, hf, hg, ho, ci, cf, cg,
+            self._same_patterns("W_hi", "W_hf", "W_hg", "W_ho"),
+            self._same_patterns("W_ii", "W_if", "W_ig", "W_io"),
         )
 
     @property

@@ -53,13 +53,13 @@ class Learner:
         self._state = np.zeros((B, st.n_state), dt)
         self._next = np.zeros((B, st.n_state), dt)
         self._coef = np.zeros((B, st.n_state, st.n_gates), dt)
-        self._dyn = np.zeros((B, st.dynamics.nnz), dt)
+        self._dloc = np.zeros((B, st.n_hidden, st.n_local, st.n_local), dt)
         self._presyn = np.zeros((B, st.n_presyn), dt)
         self._acc = np.zeros((B, st.n_params), dt)
         self._no_credit = np.zeros((B, st.n_state), dt)
         self._structure_args = (
-            st.dynamics.indptr, st.dynamics.indices,
-            st.param_unit, st.param_gate, st.param_src, st.gate_touch, np.int64(st.n_hidden),
+            st.seg_ptr, st.seg_unit, st.seg_gate, st.param_src, st.gate_touch,
+            np.int64(st.n_hidden), np.int64(st.n_rec_segments),
         )
         self.n_steps = 0
         self._allocate()
@@ -76,18 +76,23 @@ class Learner:
         """Called at the start of ``forward``, before the cell's step."""
 
     def _step_buffers(self):
-        """Where the cell writes ``coef``, ``dyn`` and ``presyn`` for this step."""
-        return self._coef, self._dyn, self._presyn
+        """Where the cell writes ``coef``, ``dloc`` and ``presyn`` for this step."""
+        return self._coef, self._dloc, self._presyn
 
-    def _after_step(self, coef, dyn, presyn):
+    def _after_step(self, coef, dloc, presyn):
         """Called after the cell's step with the buffers it wrote."""
 
     def _backward(self, c):
         raise NotImplementedError
 
     def _grad(self):
-        """The accumulated gradient in parameter order, summed over the batch."""
-        return self._acc.sum(axis=0)
+        """A new array: the accumulated gradient in parameter order, summed over
+        the batch; the accumulator is zeroed."""
+        from ._learner_kernels import take_grad
+
+        out = np.empty(self.cell.n_params, dtype=self.cell.dtype)
+        take_grad(self._acc, out)
+        return out
 
     def _zero_grad(self):
         self._acc[:] = 0.0
@@ -117,11 +122,11 @@ class Learner:
         """
         x = self._check_batch(x, "x", self.cell.n_in)
         self._prepare_step()
-        coef, dyn, presyn = self._step_buffers()
-        self.cell.advance(self._state, x, self._next, coef, dyn, presyn)
+        coef, dloc, presyn = self._step_buffers()
+        self.cell.advance(self._state, x, self._next, coef, dloc, presyn)
         self._state, self._next = self._next, self._state
         self.n_steps += 1
-        self._after_step(coef, dyn, presyn)
+        self._after_step(coef, dloc, presyn)
         return self._output(self._state)
 
     def backward(self, c):
@@ -138,9 +143,7 @@ class Learner:
 
     def grad(self):
         """The accumulated gradient estimate, shape (P,); clears the accumulator."""
-        g = self._grad().astype(self.cell.dtype, copy=True)
-        self._zero_grad()
-        return g
+        return self._grad()
 
     @property
     def state(self):
@@ -156,17 +159,82 @@ class Learner:
         """Short label for tables and plots, e.g. ``"SnAp-2"`` or ``"TBPTT(8)"``."""
         return type(self).__name__
 
+    #: Which attributes hold what, for ``memory()``; the rest is workspace.
+    _memory_parts = {}
+
+    def memory(self):
+        """Bytes held by the learner, by part.
+
+        Returns
+        -------
+        dict
+            ``influence`` (influence matrix or its factors), ``traces``
+            (other per-stream estimator state), ``history`` (stored trajectory),
+            ``plan`` (index plans built once), ``workspace`` (state, per-step
+            buffers, accumulator). Measured from the arrays, not estimated.
+        """
+        out = {"influence": 0, "traces": 0, "history": 0, "plan": 0, "workspace": 0}
+        seen = set()
+        for part, names in self._memory_parts.items():
+            for name in names:
+                for arr in _arrays(getattr(self, name, None)):
+                    if id(arr) not in seen:
+                        seen.add(id(arr))
+                        out[part] += arr.nbytes
+        for value in vars(self).values():
+            for arr in _arrays(value):
+                if id(arr) not in seen:
+                    seen.add(id(arr))
+                    out["workspace"] += arr.nbytes
+        return out
+
     @property
     def nbytes(self):
-        """Bytes held by the learner's arrays (state, influence, traces, history)."""
-        return sum(v.nbytes for v in vars(self).values() if isinstance(v, np.ndarray))
+        """Total bytes held by the learner's arrays (see ``memory()``)."""
+        return sum(self.memory().values())
 
     def __repr__(self):
         batch = "" if self.batch_size is None else f", batch_size={self.batch_size}"
         return f"{type(self).__name__}({type(self.cell).__name__}{batch})"
 
 
-class RTRL(Learner):
+def _arrays(value):
+    if isinstance(value, np.ndarray):
+        yield value
+    elif isinstance(value, (tuple, list)):
+        for v in value:
+            yield from _arrays(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _arrays(v)
+
+
+class _FormsDynamics:
+    """Mixin for learners that multiply by D entry by entry: form its values each step.
+
+    ``_dyn_plan`` lists which entries to form (all of them, or the subset a
+    SnAp mask reads); the values are formed at ``forward`` time, from that
+    step's weights.
+    """
+
+    def _init_dynamics(self, entries=None):
+        st = self.cell.structure
+        c_param, c_row, c_entry = st.dyn_contrib_param, st.dyn_contrib_row, st.dyn_contrib_entry
+        if entries is not None:
+            keep = np.isin(c_entry, entries)
+            c_param, c_row, c_entry = c_param[keep], c_row[keep], c_entry[keep]
+        self._dyn_plan = (st.param_gate, c_param, c_row, c_entry, st.dyn_local_entry)
+        self._dyn = np.zeros((self._B, st.dynamics.nnz), self.cell.dtype)
+
+    def _form_dynamics(self):
+        from ._learner_kernels import form_dynamics
+
+        gate, c_param, c_row, c_entry, local_entry = self._dyn_plan
+        form_dynamics(self.cell.params, self._coef, self._dloc, gate, c_param, c_row, c_entry,
+                      local_entry, self._dyn)
+
+
+class RTRL(_FormsDynamics, Learner):
     """Real-Time Recurrent Learning with a dense influence matrix (the exact reference).
 
     Notes
@@ -177,11 +245,13 @@ class RTRL(Learner):
     """
 
     exact = True
+    _memory_parts = {"influence": ("_J", "_J_new"), "plan": ("_dyn_plan",)}
 
     def _allocate(self):
         st = self.cell.structure
         self._J = np.zeros((self._B, st.n_state, st.n_params), self.cell.dtype)
         self._J_new = np.zeros_like(self._J)
+        self._init_dynamics()
 
     def _reset(self):
         self._J[:] = 0.0
@@ -190,8 +260,9 @@ class RTRL(Learner):
     def _apply(self, c, accumulate):
         from ._learner_kernels import rtrl_update
 
-        dp, di, unit, gate, src, touch, n = self._structure_args
-        rtrl_update(dp, di, self._dyn, self._coef, self._presyn, unit, gate, src, touch, n,
+        st = self.cell.structure
+        rtrl_update(st.dynamics.indptr, st.dynamics.indices, self._dyn, self._coef, self._presyn,
+                    st.param_unit, st.param_gate, st.param_src, st.gate_touch, np.int64(st.n_hidden),
                     self._J, self._J_new, c, self._acc, accumulate)
         self._J, self._J_new = self._J_new, self._J
         self._pending = False
@@ -200,7 +271,8 @@ class RTRL(Learner):
         if self._pending:
             self._apply(self._no_credit, False)
 
-    def _after_step(self, coef, dyn, presyn):
+    def _after_step(self, coef, dloc, presyn):
+        self._form_dynamics()
         self._pending = True
 
     def _backward(self, c):
@@ -242,6 +314,7 @@ class TBPTT(Learner):
     """
 
     exact = False
+    _memory_parts = {"history": ("_coef_hist", "_dloc_hist", "_z_hist", "_c_hist", "_theta_hist", "_theta_idx")}
 
     def __init__(self, cell, truncation, batch_size=None):
         self.truncation = check_int(truncation, "truncation", minimum=1)
@@ -255,18 +328,24 @@ class TBPTT(Learner):
         st = self.cell.structure
         self._delta = np.zeros((self._B, st.n_state), self.cell.dtype)
         self._scratch = np.zeros_like(self._delta)
+        self._gate_work = np.zeros((self._B, st.n_hidden, st.n_gates), self.cell.dtype)
 
     def _alloc_window(self, cap):
         st = self.cell.structure
         B, dt = self._B, self.cell.dtype
-        self._dyn_hist = np.zeros((cap, B, st.dynamics.nnz), dt)
         self._coef_hist = np.zeros((cap, B, st.n_state, st.n_gates), dt)
+        self._dloc_hist = np.zeros((cap, B, st.n_hidden, st.n_local, st.n_local), dt)
         self._z_hist = np.zeros((cap, B, st.n_presyn), dt)
         self._c_hist = np.zeros((cap, B, st.n_state), dt)
+        # Copies of the recurrent weights, one per change inside the window
+        # (one in all when weights change only between windows).
+        self._theta_hist = np.zeros((cap + 1, st.n_rec_params), dt)
+        self._theta_idx = np.zeros(cap, np.int64)
 
     def _reset(self):
         self._w = 0  # steps stored in the current window
         self._credit_end = 0  # 1 + last window step holding credit not yet back-propagated
+        self._n_snap = 0  # recurrent-weight copies stored for the current window
         self._c_hist[:] = 0.0
 
     def _flush(self):
@@ -274,25 +353,34 @@ class TBPTT(Learner):
             return
         from ._learner_kernels import bptt_window
 
-        dp, di, unit, gate, src, touch, n = self._structure_args
-        bptt_window(dp, di, unit, gate, src, touch, n, self._dyn_hist, self._coef_hist, self._z_hist,
-                    self._c_hist, self._credit_end, self._delta, self._scratch, self._acc)
+        bptt_window(*self._structure_args, self._coef_hist, self._dloc_hist, self._z_hist,
+                    self._c_hist, self._theta_hist, self._theta_idx, self._credit_end,
+                    self._delta, self._scratch, self._gate_work, self._acc)
         self._c_hist[: self._credit_end] = 0.0
         self._credit_end = 0
 
     def _window_full(self):
         self._flush()
         self._w = 0
+        # The new window starts with the weights in force now.
+        if self._n_snap > 1:
+            self._theta_hist[0] = self._theta_hist[self._n_snap - 1]
+            self._n_snap = 1
 
     def _prepare_step(self):
-        if self._w == self._dyn_hist.shape[0]:
+        if self._w == self._coef_hist.shape[0]:
             self._window_full()
 
     def _step_buffers(self):
         w = self._w
-        return self._coef_hist[w], self._dyn_hist[w], self._z_hist[w]
+        return self._coef_hist[w], self._dloc_hist[w], self._z_hist[w]
 
-    def _after_step(self, coef, dyn, presyn):
+    def _after_step(self, coef, dloc, presyn):
+        from ._learner_kernels import snapshot_if_changed
+
+        self._n_snap = snapshot_if_changed(self.cell.params, self.cell.structure.n_rec_params,
+                                           self._theta_hist, self._n_snap)
+        self._theta_idx[self._w] = self._n_snap - 1
         self._c_hist[self._w] = 0.0
         self._w += 1
 
@@ -302,7 +390,7 @@ class TBPTT(Learner):
 
     def _grad(self):
         self._flush()
-        return self._acc.sum(axis=0)
+        return super()._grad()
 
     def exact_for(self, n_steps):
         return self.truncation >= n_steps
@@ -335,11 +423,12 @@ class BPTT(TBPTT):
 
     def _window_full(self):
         # Grow instead of truncating; amortised O(1) per step.
-        old = (self._dyn_hist, self._coef_hist, self._z_hist, self._c_hist)
+        names = ("_coef_hist", "_dloc_hist", "_z_hist", "_c_hist", "_theta_hist", "_theta_idx")
+        old = [getattr(self, k) for k in names]
         w = self._w
         self._alloc_window(2 * w)
-        for new, prev in zip((self._dyn_hist, self._coef_hist, self._z_hist, self._c_hist), old):
-            new[:w] = prev[:w]
+        for name, prev in zip(names, old):
+            getattr(self, name)[:prev.shape[0]] = prev
 
     def exact_for(self, n_steps):
         return True
@@ -349,7 +438,7 @@ class BPTT(TBPTT):
         return "BPTT"
 
 
-class SnAp(Learner):
+class SnAp(_FormsDynamics, Learner):
     """Sparse n-step Approximation of RTRL (Menick et al. 2020).
 
     Parameters
@@ -407,11 +496,31 @@ class SnAp(Learner):
     def name(self):
         return f"SnAp-{self.n}"
 
+    _memory_parts = {"influence": ("_J",), "plan": ("_plan", "_dyn_plan")}
+
+    @property
+    def diagonal(self):
+        """True when each parameter keeps a single influence entry (SnAp-1 of a
+        cell whose gates each touch one state): ``J`` is then kept in parameter
+        order and updated in one streaming pass."""
+        return self.n == 1 and bool(np.all(self.cell.structure.gate_touch.sum(axis=1) == 1))
+
     def _allocate(self):
         p = self._plan
         dt = self.cell.dtype
         self._J = np.zeros((self._B, self.mask_size), dt)
-        self._scratch = np.zeros((self._B, max(1, p["max_block"])), dt)
+        st = self.cell.structure
+        if self.diagonal:
+            self._scratch = np.zeros((self._B, 0), dt)
+            # The diagonal entry of row k: D's columns are sorted within a row.
+            rows = st.dynamics.rows()
+            diag = np.flatnonzero(rows == st.dynamics.indices)
+            self._diag_entry = diag[: st.n_hidden].astype(np.int32)
+            self._init_dynamics(entries=self._diag_entry)
+        else:
+            self._scratch = np.zeros((self._B, max(1, p["max_block"])), dt)
+            # Form only the entries of D that the mask's blocks read.
+            self._init_dynamics(entries=np.unique(p["plan_entry"]))
         self._kernel_plan = tuple(
             p[k] for k in ("row_ptr", "rows", "col_ptr", "col_gate", "col_src", "inf_ptr",
                            "plan_ptr", "plan_col", "plan_entry", "seed_ptr", "seed_local")
@@ -422,22 +531,34 @@ class SnAp(Learner):
         self._pending = False
 
     def _apply(self, c, accumulate):
-        from ._snap_kernels import snap_update
+        if self.diagonal:
+            from ._snap_kernels import snap_diag_update
 
-        snap_update(*self._kernel_plan, self._dyn, self._coef, self._presyn, c,
-                    self._J, self._scratch, self._acc, accumulate)
+            seg_ptr, seg_unit, seg_gate, src = self._structure_args[:4]
+            snap_diag_update(seg_ptr, seg_unit, seg_gate, src, self._diag_entry, self._dyn, self._coef,
+                             self._presyn, c, self._J, self._acc, accumulate)
+        else:
+            from ._snap_kernels import snap_update
+
+            snap_update(*self._kernel_plan, self._dyn, self._coef, self._presyn, c,
+                        self._J, self._scratch, self._acc, accumulate)
         self._pending = False
 
     def _prepare_step(self):
         if self._pending:
             self._apply(self._no_credit, False)
 
-    def _after_step(self, coef, dyn, presyn):
+    def _after_step(self, coef, dloc, presyn):
+        self._form_dynamics()
         self._pending = True
 
     def _backward(self, c):
         if self._pending:
             self._apply(c, True)
+        elif self.diagonal:
+            from ._snap_kernels import snap_diag_accumulate
+
+            snap_diag_accumulate(self._structure_args[0], self._structure_args[1], c, self._J, self._acc)
         else:
             from ._snap_kernels import snap_accumulate
 
@@ -445,9 +566,14 @@ class SnAp(Learner):
             snap_accumulate(p["row_ptr"], p["rows"], p["col_ptr"], p["inf_ptr"], c, self._J, self._acc)
 
     def _grad(self):
-        # The accumulator is kept in group-column order; scatter to parameters.
-        out = np.empty(self.cell.n_params, dtype=self._acc.dtype)
-        out[self._plan["block_params"]] = self._acc.sum(axis=0)
+        if self.diagonal:
+            return super()._grad()
+        # The accumulator is kept in group-column order; copy runs back to parameters.
+        from ._snap_kernels import take_block_grad
+
+        p = self._plan
+        out = np.empty(self.cell.n_params, dtype=self.cell.dtype)
+        take_block_grad(self._acc, p["runs_block"], p["runs_param"], p["runs_len"], out)
         return out
 
     def mask(self):
@@ -475,7 +601,8 @@ class SnAp(Learner):
         if self._pending:
             self._apply(self._no_credit, False)
         rows, cols = self._mask_coo()
-        m = sp.csr_matrix((self._J[stream].copy(), (rows, cols)),
+        values = self._J[stream][self._plan["block_params"]] if self.diagonal else self._J[stream].copy()
+        m = sp.csr_matrix((values, (rows, cols)),
                           shape=(self.cell.n_state, self.cell.n_params))
         m.sort_indices()
         return m
@@ -542,7 +669,19 @@ def _snap_plan(structure, n_steps):
     seed_local = (np.searchsorted(global_keys, group_of_seed * S + seed_rows) - row_ptr[group_of_seed]).astype(np.int32)
 
     inf_ptr = np.concatenate([[0], np.cumsum(sizes * q)]).astype(np.int64)
+    # Runs of consecutive parameters inside each group, for scattering the
+    # group-ordered gradient back to parameter order.
+    bp = block_params.astype(np.int64)
+    brk = np.ones(bp.shape[0], dtype=bool)
+    if bp.shape[0] > 1:
+        brk[1:] = np.diff(bp) != 1
+    brk[col_ptr[:-1][col_ptr[:-1] < bp.shape[0]]] = True
+    runs_block = np.flatnonzero(brk)
+    runs_len = np.diff(np.append(runs_block, bp.shape[0]))
     return {
+        "runs_block": runs_block.astype(np.int64),
+        "runs_param": bp[runs_block],
+        "runs_len": runs_len.astype(np.int64),
         "block_params": block_params.astype(np.int64),
         "col_ptr": col_ptr,
         "col_gate": st.param_gate[block_params].astype(np.int32),
@@ -581,6 +720,7 @@ class UORO(Learner):
     """
 
     stochastic = True
+    _memory_parts = {"influence": ("_u", "_theta")}
 
     def __init__(self, cell, seed=0, batch_size=None, eps=1e-7):
         self.seed = check_seed(seed)
@@ -597,18 +737,19 @@ class UORO(Learner):
         self._nu_I = np.zeros((B, st.n_params), dt)
         self._Du = np.zeros((B, st.n_state), dt)
         self._uniform = np.zeros((B, st.n_state), np.float64)
+        self._gate_work = np.zeros((B, st.n_hidden, st.n_gates), dt)
 
     def _reset(self):
         self._u[:] = 0.0
         self._theta[:] = 0.0
 
-    def _after_step(self, coef, dyn, presyn):
+    def _after_step(self, coef, dloc, presyn):
         from ._learner_kernels import uoro_update
 
         self._rng.random(out=self._uniform)
-        dp, di, unit, gate, src, touch, n = self._structure_args
-        uoro_update(dp, di, dyn, coef, presyn, unit, gate, src, touch, n, self._uniform,
-                    self._u, self._theta, self._nu, self._nu_I, self._Du, self.cell.dtype.type(self.eps))
+        uoro_update(self.cell.params, coef, dloc, presyn, *self._structure_args, self._uniform,
+                    self._u, self._theta, self._nu, self._nu_I, self._Du, self._gate_work,
+                    self.cell.dtype.type(self.eps))
 
     def _backward(self, c):
         from ._learner_kernels import uoro_accumulate
