@@ -487,7 +487,7 @@ class Cell:
         dloc = np.empty((1, st.n_hidden, st.n_local, st.n_local), self.dtype)
         z = np.empty((1, st.n_presyn), self.dtype)
         self.advance(s, x, out, coef, dloc, z)
-        dyn = np.empty((1, st.dynamics.nnz), self.dtype)
+        dyn = np.zeros((1, st.dynamics.nnz), self.dtype)
         form_dynamics(self.params, coef, dloc, st.param_gate, st.dyn_contrib_param, st.dyn_contrib_row,
                       st.dyn_contrib_entry, st.dyn_local_entry, dyn)
         D = st.dynamics.to_scipy(dyn[0])
