@@ -23,12 +23,17 @@ because a pre-activation depends on ``h_j`` only through its weight,
 Learners use that factored form (``_learner_kernels``). When
 ``want_jacobians`` is False only ``s_next`` is written.
 
+Each cell has a per-stream body (``_vanilla_stream``) and two drivers over
+the batch: ``vanilla_kernel`` (serial) and ``vanilla_kernel_par`` (streams
+spread over the cores with ``prange``); the results are identical.
+
 Kernels never validate: the public wrappers in ``cells.py`` do.
 """
 
 import numpy as np
+from numba import prange
 
-from ._jit import njit
+from ._jit import njit, parallel_njit
 
 
 @njit(gather=True)
@@ -86,26 +91,37 @@ def _fill_presyn(h, x, z):
 
 
 @njit(gather=True)
-def vanilla_kernel(args, s_prev, x, s_next, coef, dloc, presyn, want_jacobians):
+def _vanilla_stream(args, s_prev, x, s_next, coef, dloc, presyn, want_jacobians, bb):
     (W_ptr, W_idx, W_val, U_ptr, U_idx, U_val, b, alpha) = args
     n = s_prev.shape[1]
     one = s_prev.dtype.type(1.0)
-    for bb in range(s_prev.shape[0]):
-        h = s_prev[bb]
-        xb = x[bb]
-        for i in range(n):
-            a = b[i] + _row_dot(W_ptr, W_idx, W_val, i, h) + _row_dot(U_ptr, U_idx, U_val, i, xb)
-            t = np.tanh(a)
-            s_next[bb, i] = (one - alpha) * h[i] + alpha * t
-            if want_jacobians:
-                coef[bb, i, 0] = alpha * (one - t * t)
-                dloc[bb, i, 0, 0] = one - alpha
+    h = s_prev[bb]
+    xb = x[bb]
+    for i in range(n):
+        a = b[i] + _row_dot(W_ptr, W_idx, W_val, i, h) + _row_dot(U_ptr, U_idx, U_val, i, xb)
+        t = np.tanh(a)
+        s_next[bb, i] = (one - alpha) * h[i] + alpha * t
         if want_jacobians:
-            _fill_presyn(h, xb, presyn[bb])
+            coef[bb, i, 0] = alpha * (one - t * t)
+            dloc[bb, i, 0, 0] = one - alpha
+    if want_jacobians:
+        _fill_presyn(h, xb, presyn[bb])
 
 
 @njit(gather=True)
-def gru_kernel(args, s_prev, x, s_next, coef, dloc, presyn, want_jacobians):
+def vanilla_kernel(args, s_prev, x, s_next, coef, dloc, presyn, want_jacobians):
+    for bb in range(s_prev.shape[0]):
+        _vanilla_stream(args, s_prev, x, s_next, coef, dloc, presyn, want_jacobians, bb)
+
+
+@parallel_njit(gather=True)
+def vanilla_kernel_par(args, s_prev, x, s_next, coef, dloc, presyn, want_jacobians):
+    for bb in prange(s_prev.shape[0]):
+        _vanilla_stream(args, s_prev, x, s_next, coef, dloc, presyn, want_jacobians, bb)
+
+
+@njit(gather=True)
+def _gru_stream(args, s_prev, x, s_next, coef, dloc, presyn, want_jacobians, bb):
     (
         Whr_ptr, Whr_idx, Whr_val,
         Whz_ptr, Whz_idx, Whz_val,
@@ -118,49 +134,60 @@ def gru_kernel(args, s_prev, x, s_next, coef, dloc, presyn, want_jacobians):
     ) = args
     n = s_prev.shape[1]
     one = s_prev.dtype.type(1.0)
-    for bb in range(s_prev.shape[0]):
-        h = s_prev[bb]
-        xb = x[bb]
-        for i in range(n):
-            if shared_h:
-                h_r, h_z, h_n = _row_dot3(Whr_ptr, Whr_idx, Whr_val, Whz_val, Whn_val, i, h)
-            else:
-                h_r = _row_dot(Whr_ptr, Whr_idx, Whr_val, i, h)
-                h_z = _row_dot(Whz_ptr, Whz_idx, Whz_val, i, h)
-                h_n = _row_dot(Whn_ptr, Whn_idx, Whn_val, i, h)
-            if shared_x:
-                x_r, x_z, x_n = _row_dot3(Wir_ptr, Wir_idx, Wir_val, Wiz_val, Win_val, i, xb)
-            else:
-                x_r = _row_dot(Wir_ptr, Wir_idx, Wir_val, i, xb)
-                x_z = _row_dot(Wiz_ptr, Wiz_idx, Wiz_val, i, xb)
-                x_n = _row_dot(Win_ptr, Win_idx, Win_val, i, xb)
-            a_r = b_r[i] + h_r + x_r
-            a_z = b_z[i] + h_z + x_z
-            a_hn = b_hn[i] + h_n
-            a_in = b_in[i] + x_n
-            r = _sigmoid(a_r)
-            z = _sigmoid(a_z)
-            c = np.tanh(a_in + r * a_hn)
-            s_next[bb, i] = (one - z) * c + z * h[i]
-            if want_jacobians:
-                # dh'/d(pre-activation) of each gate; the candidate's
-                # pre-activation is a_in + r * a_hn, so the recurrent half
-                # (gate 3) is scaled by r and the reset gate (gate 0) by a_hn.
-                dc = (one - z) * (one - c * c)
-                g_r = dc * a_hn * r * (one - r)
-                g_z = (h[i] - c) * z * (one - z)
-                g_hn = dc * r
-                coef[bb, i, 0] = g_r
-                coef[bb, i, 1] = g_z
-                coef[bb, i, 2] = dc
-                coef[bb, i, 3] = g_hn
-                dloc[bb, i, 0, 0] = z
+    h = s_prev[bb]
+    xb = x[bb]
+    for i in range(n):
+        if shared_h:
+            h_r, h_z, h_n = _row_dot3(Whr_ptr, Whr_idx, Whr_val, Whz_val, Whn_val, i, h)
+        else:
+            h_r = _row_dot(Whr_ptr, Whr_idx, Whr_val, i, h)
+            h_z = _row_dot(Whz_ptr, Whz_idx, Whz_val, i, h)
+            h_n = _row_dot(Whn_ptr, Whn_idx, Whn_val, i, h)
+        if shared_x:
+            x_r, x_z, x_n = _row_dot3(Wir_ptr, Wir_idx, Wir_val, Wiz_val, Win_val, i, xb)
+        else:
+            x_r = _row_dot(Wir_ptr, Wir_idx, Wir_val, i, xb)
+            x_z = _row_dot(Wiz_ptr, Wiz_idx, Wiz_val, i, xb)
+            x_n = _row_dot(Win_ptr, Win_idx, Win_val, i, xb)
+        a_r = b_r[i] + h_r + x_r
+        a_z = b_z[i] + h_z + x_z
+        a_hn = b_hn[i] + h_n
+        a_in = b_in[i] + x_n
+        r = _sigmoid(a_r)
+        z = _sigmoid(a_z)
+        c = np.tanh(a_in + r * a_hn)
+        s_next[bb, i] = (one - z) * c + z * h[i]
         if want_jacobians:
-            _fill_presyn(h, xb, presyn[bb])
+            # dh'/d(pre-activation) of each gate; the candidate's
+            # pre-activation is a_in + r * a_hn, so the recurrent half
+            # (gate 3) is scaled by r and the reset gate (gate 0) by a_hn.
+            dc = (one - z) * (one - c * c)
+            g_r = dc * a_hn * r * (one - r)
+            g_z = (h[i] - c) * z * (one - z)
+            g_hn = dc * r
+            coef[bb, i, 0] = g_r
+            coef[bb, i, 1] = g_z
+            coef[bb, i, 2] = dc
+            coef[bb, i, 3] = g_hn
+            dloc[bb, i, 0, 0] = z
+    if want_jacobians:
+        _fill_presyn(h, xb, presyn[bb])
 
 
 @njit(gather=True)
-def lstm_kernel(args, s_prev, x, s_next, coef, dloc, presyn, want_jacobians):
+def gru_kernel(args, s_prev, x, s_next, coef, dloc, presyn, want_jacobians):
+    for bb in range(s_prev.shape[0]):
+        _gru_stream(args, s_prev, x, s_next, coef, dloc, presyn, want_jacobians, bb)
+
+
+@parallel_njit(gather=True)
+def gru_kernel_par(args, s_prev, x, s_next, coef, dloc, presyn, want_jacobians):
+    for bb in prange(s_prev.shape[0]):
+        _gru_stream(args, s_prev, x, s_next, coef, dloc, presyn, want_jacobians, bb)
+
+
+@njit(gather=True)
+def _lstm_stream(args, s_prev, x, s_next, coef, dloc, presyn, want_jacobians, bb):
     (
         Whi_ptr, Whi_idx, Whi_val,
         Whf_ptr, Whf_idx, Whf_val,
@@ -175,57 +202,69 @@ def lstm_kernel(args, s_prev, x, s_next, coef, dloc, presyn, want_jacobians):
     ) = args
     n = s_prev.shape[1] // 2
     one = s_prev.dtype.type(1.0)
-    for bb in range(s_prev.shape[0]):
-        h = s_prev[bb, :n]
-        c = s_prev[bb, n:]
-        xb = x[bb]
-        for i in range(n):
-            if shared_h:
-                h_i, h_f, h_g, h_o = _row_dot4(Whi_ptr, Whi_idx, Whi_val, Whf_val, Whg_val, Who_val, i, h)
-            else:
-                h_i = _row_dot(Whi_ptr, Whi_idx, Whi_val, i, h)
-                h_f = _row_dot(Whf_ptr, Whf_idx, Whf_val, i, h)
-                h_g = _row_dot(Whg_ptr, Whg_idx, Whg_val, i, h)
-                h_o = _row_dot(Who_ptr, Who_idx, Who_val, i, h)
-            if shared_x:
-                x_i, x_f, x_g, x_o = _row_dot4(Wii_ptr, Wii_idx, Wii_val, Wif_val, Wig_val, Wio_val, i, xb)
-            else:
-                x_i = _row_dot(Wii_ptr, Wii_idx, Wii_val, i, xb)
-                x_f = _row_dot(Wif_ptr, Wif_idx, Wif_val, i, xb)
-                x_g = _row_dot(Wig_ptr, Wig_idx, Wig_val, i, xb)
-                x_o = _row_dot(Wio_ptr, Wio_idx, Wio_val, i, xb)
-            a_i = b_i[i] + h_i + x_i
-            a_f = b_f[i] + h_f + x_f
-            a_g = b_g[i] + h_g + x_g
-            a_o = b_o[i] + h_o + x_o
-            gi = _sigmoid(a_i)
-            gf = _sigmoid(a_f)
-            gg = np.tanh(a_g)
-            go = _sigmoid(a_o)
-            c_new = gf * c[i] + gi * gg
-            tc = np.tanh(c_new)
-            s_next[bb, i] = go * tc
-            s_next[bb, n + i] = c_new
-            if want_jacobians:
-                # dc'/d(pre-activation) of gates i, f, g; the output gate does
-                # not touch c'. h' = o tanh(c') scales those by k = o (1 - tanh^2).
-                dci = gg * gi * (one - gi)
-                dcf = c[i] * gf * (one - gf)
-                dcg = gi * (one - gg * gg)
-                k = go * (one - tc * tc)
-                dho = tc * go * (one - go)
-                coef[bb, n + i, 0] = dci
-                coef[bb, n + i, 1] = dcf
-                coef[bb, n + i, 2] = dcg
-                coef[bb, n + i, 3] = 0.0
-                coef[bb, i, 0] = k * dci
-                coef[bb, i, 1] = k * dcf
-                coef[bb, i, 2] = k * dcg
-                coef[bb, i, 3] = dho
-                # local block [[dh'/dh, dh'/dc], [dc'/dh, dc'/dc]] of unit i
-                dloc[bb, i, 0, 0] = 0.0
-                dloc[bb, i, 0, 1] = k * gf
-                dloc[bb, i, 1, 0] = 0.0
-                dloc[bb, i, 1, 1] = gf
+    h = s_prev[bb, :n]
+    c = s_prev[bb, n:]
+    xb = x[bb]
+    for i in range(n):
+        if shared_h:
+            h_i, h_f, h_g, h_o = _row_dot4(Whi_ptr, Whi_idx, Whi_val, Whf_val, Whg_val, Who_val, i, h)
+        else:
+            h_i = _row_dot(Whi_ptr, Whi_idx, Whi_val, i, h)
+            h_f = _row_dot(Whf_ptr, Whf_idx, Whf_val, i, h)
+            h_g = _row_dot(Whg_ptr, Whg_idx, Whg_val, i, h)
+            h_o = _row_dot(Who_ptr, Who_idx, Who_val, i, h)
+        if shared_x:
+            x_i, x_f, x_g, x_o = _row_dot4(Wii_ptr, Wii_idx, Wii_val, Wif_val, Wig_val, Wio_val, i, xb)
+        else:
+            x_i = _row_dot(Wii_ptr, Wii_idx, Wii_val, i, xb)
+            x_f = _row_dot(Wif_ptr, Wif_idx, Wif_val, i, xb)
+            x_g = _row_dot(Wig_ptr, Wig_idx, Wig_val, i, xb)
+            x_o = _row_dot(Wio_ptr, Wio_idx, Wio_val, i, xb)
+        a_i = b_i[i] + h_i + x_i
+        a_f = b_f[i] + h_f + x_f
+        a_g = b_g[i] + h_g + x_g
+        a_o = b_o[i] + h_o + x_o
+        gi = _sigmoid(a_i)
+        gf = _sigmoid(a_f)
+        gg = np.tanh(a_g)
+        go = _sigmoid(a_o)
+        c_new = gf * c[i] + gi * gg
+        tc = np.tanh(c_new)
+        s_next[bb, i] = go * tc
+        s_next[bb, n + i] = c_new
         if want_jacobians:
-            _fill_presyn(h, xb, presyn[bb])
+            # dc'/d(pre-activation) of gates i, f, g; the output gate does
+            # not touch c'. h' = o tanh(c') scales those by k = o (1 - tanh^2).
+            dci = gg * gi * (one - gi)
+            dcf = c[i] * gf * (one - gf)
+            dcg = gi * (one - gg * gg)
+            k = go * (one - tc * tc)
+            dho = tc * go * (one - go)
+            coef[bb, n + i, 0] = dci
+            coef[bb, n + i, 1] = dcf
+            coef[bb, n + i, 2] = dcg
+            coef[bb, n + i, 3] = 0.0
+            coef[bb, i, 0] = k * dci
+            coef[bb, i, 1] = k * dcf
+            coef[bb, i, 2] = k * dcg
+            coef[bb, i, 3] = dho
+            # local block [[dh'/dh, dh'/dc], [dc'/dh, dc'/dc]] of unit i
+            dloc[bb, i, 0, 0] = 0.0
+            dloc[bb, i, 0, 1] = k * gf
+            dloc[bb, i, 1, 0] = 0.0
+            dloc[bb, i, 1, 1] = gf
+    if want_jacobians:
+        _fill_presyn(h, xb, presyn[bb])
+
+
+
+@njit(gather=True)
+def lstm_kernel(args, s_prev, x, s_next, coef, dloc, presyn, want_jacobians):
+    for bb in range(s_prev.shape[0]):
+        _lstm_stream(args, s_prev, x, s_next, coef, dloc, presyn, want_jacobians, bb)
+
+
+@parallel_njit(gather=True)
+def lstm_kernel_par(args, s_prev, x, s_next, coef, dloc, presyn, want_jacobians):
+    for bb in prange(s_prev.shape[0]):
+        _lstm_stream(args, s_prev, x, s_next, coef, dloc, presyn, want_jacobians, bb)

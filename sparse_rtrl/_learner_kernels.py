@@ -17,7 +17,9 @@ entry by entry (RTRL, SnAp); BPTT and UORO use its factored form.
 
 import numpy as np
 
-from ._jit import njit
+from numba import prange
+
+from ._jit import njit, parallel_njit
 
 
 @njit(gather=True)
@@ -71,78 +73,115 @@ def dynamics_matvec(theta, coef, dloc, seg_ptr, seg_unit, seg_gate, src, touch, 
 
 
 @njit(gather=True)
+def _form_dynamics_stream(b, theta, coef, dloc, gate, c_param, c_row, c_entry, local_entry, dyn):
+    n = local_entry.shape[0]
+    m = local_entry.shape[1]
+    d = dyn[b]
+    for t in range(c_entry.shape[0]):
+        d[c_entry[t]] = 0.0
+    for i in range(n):
+        for a in range(m):
+            for c in range(m):
+                e = local_entry[i, a, c]
+                if e >= 0:
+                    d[e] = dloc[b, i, a, c]
+    cb = coef[b]
+    for t in range(c_entry.shape[0]):
+        p = c_param[t]
+        d[c_entry[t]] += cb[c_row[t], gate[p]] * theta[p]
+
+
+@njit(gather=True)
 def form_dynamics(theta, coef, dloc, gate, c_param, c_row, c_entry, local_entry, dyn):
     """Values of D on its pattern (or on the subset of entries the plan lists).
 
     ``dyn`` must start zeroed: entries outside the lists are never written.
     """
-    n = local_entry.shape[0]
-    m = local_entry.shape[1]
     for b in range(dyn.shape[0]):
-        d = dyn[b]
-        for t in range(c_entry.shape[0]):
-            d[c_entry[t]] = 0.0
-        for i in range(n):
-            for a in range(m):
-                for c in range(m):
-                    e = local_entry[i, a, c]
-                    if e >= 0:
-                        d[e] = dloc[b, i, a, c]
-        cb = coef[b]
-        for t in range(c_entry.shape[0]):
-            p = c_param[t]
-            d[c_entry[t]] += cb[c_row[t], gate[p]] * theta[p]
+        _form_dynamics_stream(b, theta, coef, dloc, gate, c_param, c_row, c_entry, local_entry, dyn)
+
+
+@parallel_njit(gather=True)
+def form_dynamics_par(theta, coef, dloc, gate, c_param, c_row, c_entry, local_entry, dyn):
+    """``form_dynamics`` with the streams spread over the cores (same result)."""
+    for b in prange(dyn.shape[0]):
+        _form_dynamics_stream(b, theta, coef, dloc, gate, c_param, c_row, c_entry, local_entry, dyn)
 
 
 # -- RTRL ------------------------------------------------------------------------
 
 
 @njit
+def _rtrl_update_stream(b, dyn_ptr, dyn_idx, dyn, coef, z, unit, gate, src, touch, n, J, J_new, c, acc, accumulate):
+    n_touch = touch.shape[1]
+    P = J.shape[2]
+    Jb = J[b]
+    Nb = J_new[b]
+    d = dyn[b]
+    for k in range(Jb.shape[0]):
+        row = Nb[k]
+        row[:] = 0.0
+        for e in range(dyn_ptr[k], dyn_ptr[k + 1]):
+            dk = d[e]
+            src_row = Jb[dyn_idx[e]]
+            for p in range(P):
+                row[p] += dk * src_row[p]
+    for p in range(P):
+        g = gate[p]
+        zp = z[b, src[p]]
+        for m in range(n_touch):
+            if touch[g, m]:
+                k = unit[p] + m * n
+                Nb[k, p] += coef[b, k, g] * zp
+    if accumulate:
+        accb = acc[b]
+        for k in range(Nb.shape[0]):
+            ck = c[b, k]
+            if ck != 0.0:
+                row = Nb[k]
+                for p in range(P):
+                    accb[p] += ck * row[p]
+
+
+@njit
 def rtrl_update(dyn_ptr, dyn_idx, dyn, coef, z, unit, gate, src, touch, n,
                 J, J_new, c, acc, accumulate):
     """``J_new = D J + I`` for every stream; if ``accumulate``, ``acc += c J_new``."""
-    n_touch = touch.shape[1]
-    P = J.shape[2]
     for b in range(J.shape[0]):
-        Jb = J[b]
-        Nb = J_new[b]
-        d = dyn[b]
-        for k in range(Jb.shape[0]):
-            row = Nb[k]
-            row[:] = 0.0
-            for e in range(dyn_ptr[k], dyn_ptr[k + 1]):
-                dk = d[e]
-                src_row = Jb[dyn_idx[e]]
-                for p in range(P):
-                    row[p] += dk * src_row[p]
-        for p in range(P):
-            g = gate[p]
-            zp = z[b, src[p]]
-            for m in range(n_touch):
-                if touch[g, m]:
-                    k = unit[p] + m * n
-                    Nb[k, p] += coef[b, k, g] * zp
-        if accumulate:
-            accb = acc[b]
-            for k in range(Nb.shape[0]):
-                ck = c[b, k]
-                if ck != 0.0:
-                    row = Nb[k]
-                    for p in range(P):
-                        accb[p] += ck * row[p]
+        _rtrl_update_stream(b, dyn_ptr, dyn_idx, dyn, coef, z, unit, gate, src, touch, n, J, J_new, c, acc, accumulate)
+
+
+@parallel_njit()
+def rtrl_update_par(dyn_ptr, dyn_idx, dyn, coef, z, unit, gate, src, touch, n,
+                J, J_new, c, acc, accumulate):
+    """``rtrl_update`` with the streams spread over the cores (same result)."""
+    for b in prange(J.shape[0]):
+        _rtrl_update_stream(b, dyn_ptr, dyn_idx, dyn, coef, z, unit, gate, src, touch, n, J, J_new, c, acc, accumulate)
+
+
+@njit
+def _dense_accumulate_stream(b, J, c, acc):
+    accb = acc[b]
+    for k in range(J.shape[1]):
+        ck = c[b, k]
+        if ck != 0.0:
+            row = J[b, k]
+            for p in range(J.shape[2]):
+                accb[p] += ck * row[p]
 
 
 @njit
 def dense_accumulate(J, c, acc):
     """``acc[b] += c[b] J[b]`` for a dense influence ``J`` (B, S, P)."""
     for b in range(J.shape[0]):
-        accb = acc[b]
-        for k in range(J.shape[1]):
-            ck = c[b, k]
-            if ck != 0.0:
-                row = J[b, k]
-                for p in range(J.shape[2]):
-                    accb[p] += ck * row[p]
+        _dense_accumulate_stream(b, J, c, acc)
+
+
+@parallel_njit()
+def dense_accumulate_par(J, c, acc):
+    """``dense_accumulate`` with the streams spread over the cores (same result)."""
+    for b in prange(J.shape[0]):
+        _dense_accumulate_stream(b, J, c, acc)
 
 
 # -- BPTT over a stored window ---------------------------------------------------
@@ -171,6 +210,48 @@ def snapshot_if_changed(theta, n_rec, theta_hist, n_snap):
 
 
 @njit(gather=True)
+def _bptt_window_stream(b, seg_ptr, seg_unit, seg_gate, src, touch, n, n_rec_seg, coef_hist, dloc_hist, z_hist, c_hist, theta_hist, theta_idx, t_stop, delta, scratch, u, acc):
+    m = touch.shape[1]
+    dl = delta[b]
+    dl[:] = 0.0
+    ub = u[b]
+    accb = acc[b]
+    out = scratch[b]
+    for t in range(t_stop - 1, -1, -1):
+        ct = c_hist[t, b]
+        for k in range(dl.shape[0]):
+            dl[k] += ct[k]
+        gate_credit(dl, coef_hist[t, b], touch, n, ub)
+        zt = z_hist[t, b]
+        if t > 0:
+            dl_t = dloc_hist[t, b]
+            for i in range(n):
+                for c in range(m):
+                    acc_c = dl.dtype.type(0.0)
+                    for a in range(m):
+                        acc_c += dl_t[i, a, c] * dl[i + a * n]
+                    out[i + c * n] = acc_c
+            th = theta_hist[theta_idx[t]]
+            for s in range(n_rec_seg):
+                val = ub[seg_unit[s], seg_gate[s]]
+                if val != 0.0:
+                    for p in range(seg_ptr[s], seg_ptr[s + 1]):
+                        j = src[p]
+                        accb[p] += val * zt[j]
+                        out[j] += val * th[p]
+            first = n_rec_seg
+        else:
+            first = 0
+        for s in range(first, seg_unit.shape[0]):
+            val = ub[seg_unit[s], seg_gate[s]]
+            if val != 0.0:
+                for p in range(seg_ptr[s], seg_ptr[s + 1]):
+                    accb[p] += val * zt[src[p]]
+        if t > 0:
+            dl[:] = out
+
+
+@njit(gather=True)
 def bptt_window(seg_ptr, seg_unit, seg_gate, src, touch, n, n_rec_seg, coef_hist, dloc_hist, z_hist,
                 c_hist, theta_hist, theta_idx, t_stop, delta, scratch, u, acc):
     """Back-propagate the stored credits of steps ``[0, t_stop)`` of a window.
@@ -181,60 +262,72 @@ def bptt_window(seg_ptr, seg_unit, seg_gate, src, touch, n, n_rec_seg, coef_hist
     parameters per step does both ``acc += delta I_t`` and
     ``delta <- D_t^T delta``, from the factored forms.
     """
-    m = touch.shape[1]
     for b in range(delta.shape[0]):
-        dl = delta[b]
-        dl[:] = 0.0
-        ub = u[b]
-        accb = acc[b]
-        out = scratch[b]
-        for t in range(t_stop - 1, -1, -1):
-            ct = c_hist[t, b]
-            for k in range(dl.shape[0]):
-                dl[k] += ct[k]
-            gate_credit(dl, coef_hist[t, b], touch, n, ub)
-            zt = z_hist[t, b]
-            if t > 0:
-                dl_t = dloc_hist[t, b]
-                for i in range(n):
-                    for c in range(m):
-                        acc_c = dl.dtype.type(0.0)
-                        for a in range(m):
-                            acc_c += dl_t[i, a, c] * dl[i + a * n]
-                        out[i + c * n] = acc_c
-                th = theta_hist[theta_idx[t]]
-                for s in range(n_rec_seg):
-                    val = ub[seg_unit[s], seg_gate[s]]
-                    if val != 0.0:
-                        for p in range(seg_ptr[s], seg_ptr[s + 1]):
-                            j = src[p]
-                            accb[p] += val * zt[j]
-                            out[j] += val * th[p]
-                first = n_rec_seg
-            else:
-                first = 0
-            for s in range(first, seg_unit.shape[0]):
-                val = ub[seg_unit[s], seg_gate[s]]
-                if val != 0.0:
-                    for p in range(seg_ptr[s], seg_ptr[s + 1]):
-                        accb[p] += val * zt[src[p]]
-            if t > 0:
-                dl[:] = out
+        _bptt_window_stream(b, seg_ptr, seg_unit, seg_gate, src, touch, n, n_rec_seg, coef_hist, dloc_hist, z_hist, c_hist, theta_hist, theta_idx, t_stop, delta, scratch, u, acc)
+
+
+@parallel_njit(gather=True)
+def bptt_window_par(seg_ptr, seg_unit, seg_gate, src, touch, n, n_rec_seg, coef_hist, dloc_hist, z_hist,
+                c_hist, theta_hist, theta_idx, t_stop, delta, scratch, u, acc):
+    """``bptt_window`` with the streams spread over the cores (same result)."""
+    for b in prange(delta.shape[0]):
+        _bptt_window_stream(b, seg_ptr, seg_unit, seg_gate, src, touch, n, n_rec_seg, coef_hist, dloc_hist, z_hist, c_hist, theta_hist, theta_idx, t_stop, delta, scratch, u, acc)
+
+
+@njit
+def _take_grad_range(acc, out, lo, hi):
+    dst = out[lo:hi]
+    dst[:] = acc[0, lo:hi]
+    acc[0, lo:hi] = 0.0
+    for b in range(1, acc.shape[0]):
+        row = acc[b, lo:hi]
+        for p in range(hi - lo):
+            dst[p] += row[p]
+        row[:] = 0.0
 
 
 @njit
 def take_grad(acc, out):
     """``out = acc.sum(axis=0)`` and ``acc = 0`` in one pass."""
-    out[:] = acc[0]
-    acc[0] = 0.0
-    for b in range(1, acc.shape[0]):
-        ab = acc[b]
-        for p in range(out.shape[0]):
-            out[p] += ab[p]
-        ab[:] = 0.0
+    _take_grad_range(acc, out, 0, out.shape[0])
+
+
+@parallel_njit
+def take_grad_par(acc, out):
+    """``take_grad`` over chunks of parameters on all cores (same result)."""
+    chunk = 8192
+    n_chunks = (out.shape[0] + chunk - 1) // chunk
+    for c in prange(n_chunks):
+        _take_grad_range(acc, out, c * chunk, min(out.shape[0], (c + 1) * chunk))
 
 
 # -- UORO -----------------------------------------------------------------------
+
+
+@njit(gather=True)
+def _uoro_update_stream(b, theta_params, coef, dloc, z, seg_ptr, seg_unit, seg_gate, src, touch, n, n_rec_seg, uniform, u, theta, nu, nu_I, Du, work, eps):
+    nub = nu[b]
+    for k in range(nub.shape[0]):
+        nub[k] = 1.0 if uniform[b, k] < 0.5 else -1.0
+    dynamics_matvec(theta_params, coef[b], dloc[b], seg_ptr, seg_unit, seg_gate, src, touch, n,
+                    n_rec_seg, u[b], work[b], Du[b])
+    vi = nu_I[b]
+    vi[:] = 0.0
+    immediate_vjp(nub, coef[b], z[b], seg_ptr, seg_unit, seg_gate, src, touch, n, work[b], vi)
+    n_theta = np.sqrt(np.sum(theta[b] * theta[b]))
+    n_du = np.sqrt(np.sum(Du[b] * Du[b]))
+    n_vi = np.sqrt(np.sum(vi * vi))
+    n_nu = np.sqrt(np.float64(nub.shape[0]))
+    rho0 = np.sqrt((n_theta + eps) / (n_du + eps))
+    rho1 = np.sqrt((n_vi + eps) / (n_nu + eps))
+    ub = u[b]
+    for k in range(ub.shape[0]):
+        ub[k] = rho0 * Du[b, k] + rho1 * nub[k]
+    tb = theta[b]
+    inv0 = 1.0 / rho0
+    inv1 = 1.0 / rho1
+    for p in range(tb.shape[0]):
+        tb[p] = tb[p] * inv0 + vi[p] * inv1
 
 
 @njit(gather=True)
@@ -251,35 +344,34 @@ def uoro_update(theta_params, coef, dloc, z, seg_ptr, seg_unit, seg_gate, src, t
     ``D u`` and ``nu^T I`` use the factored Jacobians; ``work`` is (B, n, G).
     """
     for b in range(u.shape[0]):
-        nub = nu[b]
-        for k in range(nub.shape[0]):
-            nub[k] = 1.0 if uniform[b, k] < 0.5 else -1.0
-        dynamics_matvec(theta_params, coef[b], dloc[b], seg_ptr, seg_unit, seg_gate, src, touch, n,
-                        n_rec_seg, u[b], work[b], Du[b])
-        vi = nu_I[b]
-        vi[:] = 0.0
-        immediate_vjp(nub, coef[b], z[b], seg_ptr, seg_unit, seg_gate, src, touch, n, work[b], vi)
-        n_theta = np.sqrt(np.sum(theta[b] * theta[b]))
-        n_du = np.sqrt(np.sum(Du[b] * Du[b]))
-        n_vi = np.sqrt(np.sum(vi * vi))
-        n_nu = np.sqrt(np.float64(nub.shape[0]))
-        rho0 = np.sqrt((n_theta + eps) / (n_du + eps))
-        rho1 = np.sqrt((n_vi + eps) / (n_nu + eps))
-        ub = u[b]
-        for k in range(ub.shape[0]):
-            ub[k] = rho0 * Du[b, k] + rho1 * nub[k]
-        tb = theta[b]
-        inv0 = 1.0 / rho0
-        inv1 = 1.0 / rho1
-        for p in range(tb.shape[0]):
-            tb[p] = tb[p] * inv0 + vi[p] * inv1
+        _uoro_update_stream(b, theta_params, coef, dloc, z, seg_ptr, seg_unit, seg_gate, src, touch, n, n_rec_seg, uniform, u, theta, nu, nu_I, Du, work, eps)
+
+
+@parallel_njit(gather=True)
+def uoro_update_par(theta_params, coef, dloc, z, seg_ptr, seg_unit, seg_gate, src, touch, n, n_rec_seg,
+                uniform, u, theta, nu, nu_I, Du, work, eps):
+    """``uoro_update`` with the streams spread over the cores (same result)."""
+    for b in prange(u.shape[0]):
+        _uoro_update_stream(b, theta_params, coef, dloc, z, seg_ptr, seg_unit, seg_gate, src, touch, n, n_rec_seg, uniform, u, theta, nu, nu_I, Du, work, eps)
+
+
+@njit
+def _uoro_accumulate_stream(b, u, theta, c, acc):
+    s = np.sum(c[b] * u[b])
+    if s != 0.0:
+        for p in range(theta.shape[1]):
+            acc[b, p] += s * theta[b, p]
 
 
 @njit
 def uoro_accumulate(u, theta, c, acc):
     """``acc[b] += (c[b] . u[b]) theta[b]``."""
     for b in range(u.shape[0]):
-        s = np.sum(c[b] * u[b])
-        if s != 0.0:
-            for p in range(theta.shape[1]):
-                acc[b, p] += s * theta[b, p]
+        _uoro_accumulate_stream(b, u, theta, c, acc)
+
+
+@parallel_njit()
+def uoro_accumulate_par(u, theta, c, acc):
+    """``uoro_accumulate`` with the streams spread over the cores (same result)."""
+    for b in prange(u.shape[0]):
+        _uoro_accumulate_stream(b, u, theta, c, acc)

@@ -13,7 +13,9 @@ allocates nothing.
 
 import numpy as np
 
-from ._jit import njit
+from numba import prange
+
+from ._jit import njit, parallel_njit
 
 
 @njit
@@ -119,6 +121,54 @@ def plan_fill(row_ptr, rows, dyn_ptr, dyn_idx, n_state, plan_ptr, plan_col, plan
 
 
 @njit
+def _snap_update_stream(b, row_ptr, rows, col_ptr, col_gate, col_src, inf_ptr, plan_ptr, plan_col, plan_entry, seed_ptr, seed_local, dyn, coef, z, c, J, scratch, acc, accumulate):
+    Jb = J[b]
+    work = scratch[b]
+    d = dyn[b]
+    cb = c[b]
+    zb = z[b]
+    coefb = coef[b]
+    accb = acc[b]
+    for g in range(row_ptr.shape[0] - 1):
+        r0 = row_ptr[g]
+        r = row_ptr[g + 1] - r0
+        c0 = col_ptr[g]
+        q = col_ptr[g + 1] - c0
+        base = inf_ptr[g]
+        block = Jb[base:base + r * q]
+        gates = col_gate[c0:c0 + q]
+        srcs = col_src[c0:c0 + q]
+        # new block = D[R, R] @ old block, row by row into the scratch
+        for a in range(r):
+            out = work[a * q:(a + 1) * q]
+            out[:] = 0.0
+            for w in range(plan_ptr[r0 + a], plan_ptr[r0 + a + 1]):
+                dk = d[plan_entry[w]]
+                src = block[plan_col[w] * q:(plan_col[w] + 1) * q]
+                for cc in range(q):
+                    out[cc] += dk * src[cc]
+        # + the immediate influence on the group's seed states
+        for s in range(seed_ptr[g], seed_ptr[g + 1]):
+            a = seed_local[s]
+            k = rows[r0 + a]
+            out = work[a * q:(a + 1) * q]
+            ck_row = coefb[k]
+            for cc in range(q):
+                out[cc] += ck_row[gates[cc]] * zb[srcs[cc]]
+        # write back, and accumulate the gradient from the new values
+        for a in range(r):
+            new = work[a * q:(a + 1) * q]
+            dst = block[a * q:(a + 1) * q]
+            dst[:] = new
+            if accumulate:
+                ck = cb[rows[r0 + a]]
+                if ck != 0.0:
+                    acc_g = accb[c0:c0 + q]
+                    for cc in range(q):
+                        acc_g[cc] += ck * new[cc]
+
+
+@njit
 def snap_update(row_ptr, rows, col_ptr, col_gate, col_src, inf_ptr, plan_ptr, plan_col, plan_entry,
                 seed_ptr, seed_local, dyn, coef, z, c, J, scratch, acc, accumulate):
     """``J <- mask * (D J + I)`` for every stream; if ``accumulate``, ``acc += c J``.
@@ -129,70 +179,73 @@ def snap_update(row_ptr, rows, col_ptr, col_gate, col_src, inf_ptr, plan_ptr, pl
     compiles to contiguous vector code (see ``_jit``).
     """
     for b in range(J.shape[0]):
-        Jb = J[b]
-        work = scratch[b]
-        d = dyn[b]
-        cb = c[b]
-        zb = z[b]
-        coefb = coef[b]
-        accb = acc[b]
-        for g in range(row_ptr.shape[0] - 1):
-            r0 = row_ptr[g]
-            r = row_ptr[g + 1] - r0
-            c0 = col_ptr[g]
-            q = col_ptr[g + 1] - c0
-            base = inf_ptr[g]
-            block = Jb[base:base + r * q]
-            gates = col_gate[c0:c0 + q]
-            srcs = col_src[c0:c0 + q]
-            # new block = D[R, R] @ old block, row by row into the scratch
-            for a in range(r):
-                out = work[a * q:(a + 1) * q]
-                out[:] = 0.0
-                for w in range(plan_ptr[r0 + a], plan_ptr[r0 + a + 1]):
-                    dk = d[plan_entry[w]]
-                    src = block[plan_col[w] * q:(plan_col[w] + 1) * q]
-                    for cc in range(q):
-                        out[cc] += dk * src[cc]
-            # + the immediate influence on the group's seed states
-            for s in range(seed_ptr[g], seed_ptr[g + 1]):
-                a = seed_local[s]
-                k = rows[r0 + a]
-                out = work[a * q:(a + 1) * q]
-                ck_row = coefb[k]
+        _snap_update_stream(b, row_ptr, rows, col_ptr, col_gate, col_src, inf_ptr, plan_ptr, plan_col, plan_entry, seed_ptr, seed_local, dyn, coef, z, c, J, scratch, acc, accumulate)
+
+
+@parallel_njit()
+def snap_update_par(row_ptr, rows, col_ptr, col_gate, col_src, inf_ptr, plan_ptr, plan_col, plan_entry,
+                seed_ptr, seed_local, dyn, coef, z, c, J, scratch, acc, accumulate):
+    """``snap_update`` with the streams spread over the cores (same result)."""
+    for b in prange(J.shape[0]):
+        _snap_update_stream(b, row_ptr, rows, col_ptr, col_gate, col_src, inf_ptr, plan_ptr, plan_col, plan_entry, seed_ptr, seed_local, dyn, coef, z, c, J, scratch, acc, accumulate)
+
+
+@njit
+def _snap_accumulate_stream(b, row_ptr, rows, col_ptr, inf_ptr, c, J, acc):
+    Jb = J[b]
+    accb = acc[b]
+    for g in range(row_ptr.shape[0] - 1):
+        r0 = row_ptr[g]
+        c0 = col_ptr[g]
+        q = col_ptr[g + 1] - c0
+        base = inf_ptr[g]
+        acc_g = accb[c0:c0 + q]
+        for a in range(row_ptr[g + 1] - r0):
+            ck = c[b, rows[r0 + a]]
+            if ck != 0.0:
+                row = Jb[base + a * q:base + (a + 1) * q]
                 for cc in range(q):
-                    out[cc] += ck_row[gates[cc]] * zb[srcs[cc]]
-            # write back, and accumulate the gradient from the new values
-            for a in range(r):
-                new = work[a * q:(a + 1) * q]
-                dst = block[a * q:(a + 1) * q]
-                dst[:] = new
-                if accumulate:
-                    ck = cb[rows[r0 + a]]
-                    if ck != 0.0:
-                        acc_g = accb[c0:c0 + q]
-                        for cc in range(q):
-                            acc_g[cc] += ck * new[cc]
+                    acc_g[cc] += ck * row[cc]
 
 
 @njit
 def snap_accumulate(row_ptr, rows, col_ptr, inf_ptr, c, J, acc):
     """``acc += c J`` without changing ``J`` (a second credit for the same step)."""
     for b in range(J.shape[0]):
-        Jb = J[b]
-        accb = acc[b]
-        for g in range(row_ptr.shape[0] - 1):
-            r0 = row_ptr[g]
-            c0 = col_ptr[g]
-            q = col_ptr[g + 1] - c0
-            base = inf_ptr[g]
-            acc_g = accb[c0:c0 + q]
-            for a in range(row_ptr[g + 1] - r0):
-                ck = c[b, rows[r0 + a]]
-                if ck != 0.0:
-                    row = Jb[base + a * q:base + (a + 1) * q]
-                    for cc in range(q):
-                        acc_g[cc] += ck * row[cc]
+        _snap_accumulate_stream(b, row_ptr, rows, col_ptr, inf_ptr, c, J, acc)
+
+
+@parallel_njit()
+def snap_accumulate_par(row_ptr, rows, col_ptr, inf_ptr, c, J, acc):
+    """``snap_accumulate`` with the streams spread over the cores (same result)."""
+    for b in prange(J.shape[0]):
+        _snap_accumulate_stream(b, row_ptr, rows, col_ptr, inf_ptr, c, J, acc)
+
+
+@njit(gather=True)
+def _snap_diag_update_stream(b, seg_ptr, seg_unit, seg_gate, src, diag_entry, dyn, coef, z, c, J, acc, accumulate):
+    Jb = J[b]
+    accb = acc[b]
+    zb = z[b]
+    d = dyn[b]
+    for s in range(seg_unit.shape[0]):
+        i = seg_unit[s]
+        a = d[diag_entry[i]]
+        bc = coef[b, i, seg_gate[s]]
+        lo = seg_ptr[s]
+        hi = seg_ptr[s + 1]
+        Js = Jb[lo:hi]
+        ss = src[lo:hi]
+        if accumulate:
+            ci = c[b, i]
+            As = accb[lo:hi]
+            for p in range(hi - lo):
+                v = a * Js[p] + bc * zb[ss[p]]
+                Js[p] = v
+                As[p] += ci * v
+        else:
+            for p in range(hi - lo):
+                Js[p] = a * Js[p] + bc * zb[ss[p]]
 
 
 @njit(gather=True)
@@ -204,43 +257,55 @@ def snap_diag_update(seg_ptr, seg_unit, seg_gate, src, diag_entry, dyn, coef, z,
     (Menick et al.: SnAp-1 costs what a BPTT step costs).
     """
     for b in range(J.shape[0]):
-        Jb = J[b]
-        accb = acc[b]
-        zb = z[b]
-        d = dyn[b]
-        for s in range(seg_unit.shape[0]):
-            i = seg_unit[s]
-            a = d[diag_entry[i]]
-            bc = coef[b, i, seg_gate[s]]
+        _snap_diag_update_stream(b, seg_ptr, seg_unit, seg_gate, src, diag_entry, dyn, coef, z, c, J, acc, accumulate)
+
+
+@parallel_njit(gather=True)
+def snap_diag_update_par(seg_ptr, seg_unit, seg_gate, src, diag_entry, dyn, coef, z, c, J, acc, accumulate):
+    """``snap_diag_update`` with the streams spread over the cores (same result)."""
+    for b in prange(J.shape[0]):
+        _snap_diag_update_stream(b, seg_ptr, seg_unit, seg_gate, src, diag_entry, dyn, coef, z, c, J, acc, accumulate)
+
+
+@njit
+def _snap_diag_accumulate_stream(b, seg_ptr, seg_unit, c, J, acc):
+    for s in range(seg_unit.shape[0]):
+        ci = c[b, seg_unit[s]]
+        if ci != 0.0:
             lo = seg_ptr[s]
             hi = seg_ptr[s + 1]
-            Js = Jb[lo:hi]
-            ss = src[lo:hi]
-            if accumulate:
-                ci = c[b, i]
-                As = accb[lo:hi]
-                for p in range(hi - lo):
-                    v = a * Js[p] + bc * zb[ss[p]]
-                    Js[p] = v
-                    As[p] += ci * v
-            else:
-                for p in range(hi - lo):
-                    Js[p] = a * Js[p] + bc * zb[ss[p]]
+            Js = J[b, lo:hi]
+            As = acc[b, lo:hi]
+            for p in range(hi - lo):
+                As[p] += ci * Js[p]
 
 
 @njit
 def snap_diag_accumulate(seg_ptr, seg_unit, c, J, acc):
     """``acc += c J`` for the diagonal (parameter-order) SnAp-1 layout."""
     for b in range(J.shape[0]):
-        for s in range(seg_unit.shape[0]):
-            ci = c[b, seg_unit[s]]
-            if ci != 0.0:
-                lo = seg_ptr[s]
-                hi = seg_ptr[s + 1]
-                Js = J[b, lo:hi]
-                As = acc[b, lo:hi]
-                for p in range(hi - lo):
-                    As[p] += ci * Js[p]
+        _snap_diag_accumulate_stream(b, seg_ptr, seg_unit, c, J, acc)
+
+
+@parallel_njit()
+def snap_diag_accumulate_par(seg_ptr, seg_unit, c, J, acc):
+    """``snap_diag_accumulate`` with the streams spread over the cores (same result)."""
+    for b in prange(J.shape[0]):
+        _snap_diag_accumulate_stream(b, seg_ptr, seg_unit, c, J, acc)
+
+
+@njit
+def _take_run(acc, runs_block, runs_param, runs_len, out, r):
+    src0 = runs_block[r]
+    length = runs_len[r]
+    dst = out[runs_param[r]:runs_param[r] + length]
+    dst[:] = acc[0, src0:src0 + length]
+    acc[0, src0:src0 + length] = 0.0
+    for b in range(1, acc.shape[0]):
+        row = acc[b, src0:src0 + length]
+        for k in range(length):
+            dst[k] += row[k]
+        row[:] = 0.0
 
 
 @njit
@@ -251,11 +316,11 @@ def take_block_grad(acc, runs_block, runs_param, runs_len, out):
     inside one group), copied run by run.
     """
     for r in range(runs_len.shape[0]):
-        src0 = runs_block[r]
-        dst = out[runs_param[r]:runs_param[r] + runs_len[r]]
-        dst[:] = acc[0, src0:src0 + runs_len[r]]
-        for b in range(1, acc.shape[0]):
-            row = acc[b, src0:src0 + runs_len[r]]
-            for k in range(runs_len[r]):
-                dst[k] += row[k]
-    acc[:, :] = 0.0
+        _take_run(acc, runs_block, runs_param, runs_len, out, r)
+
+
+@parallel_njit
+def take_block_grad_par(acc, runs_block, runs_param, runs_len, out):
+    """``take_block_grad`` with the runs spread over the cores (same result)."""
+    for r in prange(runs_len.shape[0]):
+        _take_run(acc, runs_block, runs_param, runs_len, out, r)

@@ -456,14 +456,16 @@ class Cell:
         )
         return out if batched else out[0]
 
-    def advance(self, s_prev, x, s_next, coef, dloc, presyn):
+    def advance(self, s_prev, x, s_next, coef, dloc, presyn, parallel=False):
         """Low-level step for learner authors: no validation, batched buffers.
 
         Writes ``s_next`` (B, S), ``coef`` (B, S, n_gates), ``dloc``
         (B, n_hidden, m, m) and ``presyn`` (B, n_presyn). All arrays must be
-        C-contiguous and of the cell's dtype; see ``_cell_kernels``.
+        C-contiguous and of the cell's dtype; see ``_cell_kernels``. With
+        ``parallel=True`` the streams are spread over the cores (same result).
         """
-        self.kernel(self.kernel_args, s_prev, x, s_next, coef, dloc, presyn, True)
+        kernel = self.kernel_par if parallel else self.kernel
+        kernel(self.kernel_args, s_prev, x, s_next, coef, dloc, presyn, True)
 
     def jacobians(self, s, x):
         """The next state and both Jacobians at ``(s, x)``, as scipy CSR matrices.
@@ -514,6 +516,12 @@ class Cell:
 
     def _hyperparameters(self):
         return {}
+
+    @property
+    def kernel_par(self):
+        """Batch driver spreading streams over the cores; a cell without one
+        runs its streams serially."""
+        return self.kernel
 
     def astype(self, dtype):
         """A copy of the cell with parameters cast to ``dtype`` (same patterns)."""
@@ -653,6 +661,12 @@ class VanillaRNN(Cell):
 
         return vanilla_kernel
 
+    @property
+    def kernel_par(self):
+        from ._cell_kernels import vanilla_kernel_par
+
+        return vanilla_kernel_par
+
 
 class GRU(Cell):
     """GRU with the reset gate applied after the recurrent product (cuDNN form).
@@ -723,6 +737,12 @@ class GRU(Cell):
 
         return gru_kernel
 
+    @property
+    def kernel_par(self):
+        from ._cell_kernels import gru_kernel_par
+
+        return gru_kernel_par
+
 
 class LSTM(Cell):
     """LSTM with state ``[h; c]`` (``S = 2 n``).
@@ -792,3 +812,9 @@ class LSTM(Cell):
         from ._cell_kernels import lstm_kernel
 
         return lstm_kernel
+
+    @property
+    def kernel_par(self):
+        from ._cell_kernels import lstm_kernel_par
+
+        return lstm_kernel_par

@@ -18,10 +18,29 @@ memory; a ``forward`` with no ``backward`` in between applies it first. The
 results do not depend on this.
 """
 
+import importlib
+
 import numpy as np
 
 from ._validate import check_float, check_int, check_real_array, check_seed
 from .cells import Cell
+
+
+#: With ``parallel=None`` a batched learner spreads its streams over the cores
+#: once ``batch_size * n_params`` reaches this; below it, starting the threads
+#: costs more than they save.
+PARALLEL_MIN_WORK = 1 << 15
+
+_KERNEL_MODULES = {"learner": "._learner_kernels", "snap": "._snap_kernels"}
+_KERNELS = {}
+
+
+def _load_kernel(module, name):
+    fn = _KERNELS.get((module, name))
+    if fn is None:
+        fn = getattr(importlib.import_module(_KERNEL_MODULES[module], __package__), name)
+        _KERNELS[(module, name)] = fn
+    return fn
 
 
 class Learner:
@@ -31,6 +50,9 @@ class Learner:
     ----------
     cell : Cell
     batch_size : int or None
+    parallel : bool
+        Whether the streams of a batch run on all cores (``prange``). Results
+        are identical either way.
     n_steps : int
         Steps taken since the last ``reset()``.
     """
@@ -40,13 +62,18 @@ class Learner:
     #: ``grad()`` is a random estimate (unbiased where the paper says so).
     stochastic = False
 
-    def __init__(self, cell, batch_size=None):
+    def __init__(self, cell, batch_size=None, parallel=None):
         if not isinstance(cell, Cell):
             raise TypeError(f"cell must be a sparse_rtrl Cell, got {type(cell).__name__}")
         if batch_size is not None:
             batch_size = check_int(batch_size, "batch_size", minimum=1)
+        if parallel is not None and not isinstance(parallel, (bool, np.bool_)):
+            raise TypeError(f"parallel must be None, True or False, got {parallel!r}")
         self.cell = cell
         self.batch_size = batch_size
+        if parallel is None:
+            parallel = (batch_size or 1) >= 2 and (batch_size or 1) * cell.n_params >= PARALLEL_MIN_WORK
+        self.parallel = bool(parallel)
         st = cell.structure
         B = self._B = batch_size or 1
         dt = cell.dtype
@@ -64,6 +91,10 @@ class Learner:
         self.n_steps = 0
         self._allocate()
         self.reset()
+
+    def _kernel(self, module, name):
+        """The serial or parallel driver of a batched kernel."""
+        return _load_kernel(module, name + "_par" if self.parallel else name)
 
     # -- hooks for subclasses ---------------------------------------------------
     def _allocate(self):
@@ -88,10 +119,8 @@ class Learner:
     def _grad(self):
         """A new array: the accumulated gradient in parameter order, summed over
         the batch; the accumulator is zeroed."""
-        from ._learner_kernels import take_grad
-
         out = np.empty(self.cell.n_params, dtype=self.cell.dtype)
-        take_grad(self._acc, out)
+        self._kernel("learner", "take_grad")(self._acc, out)
         return out
 
     def _zero_grad(self):
@@ -123,7 +152,7 @@ class Learner:
         x = self._check_batch(x, "x", self.cell.n_in)
         self._prepare_step()
         coef, dloc, presyn = self._step_buffers()
-        self.cell.advance(self._state, x, self._next, coef, dloc, presyn)
+        self.cell.advance(self._state, x, self._next, coef, dloc, presyn, self.parallel)
         self._state, self._next = self._next, self._state
         self.n_steps += 1
         self._after_step(coef, dloc, presyn)
@@ -227,10 +256,8 @@ class _FormsDynamics:
         self._dyn = np.zeros((self._B, st.dynamics.nnz), self.cell.dtype)
 
     def _form_dynamics(self):
-        from ._learner_kernels import form_dynamics
-
         gate, c_param, c_row, c_entry, local_entry = self._dyn_plan
-        form_dynamics(self.cell.params, self._coef, self._dloc, gate, c_param, c_row, c_entry,
+        self._kernel("learner", "form_dynamics")(self.cell.params, self._coef, self._dloc, gate, c_param, c_row, c_entry,
                       local_entry, self._dyn)
 
 
@@ -258,10 +285,8 @@ class RTRL(_FormsDynamics, Learner):
         self._pending = False
 
     def _apply(self, c, accumulate):
-        from ._learner_kernels import rtrl_update
-
         st = self.cell.structure
-        rtrl_update(st.dynamics.indptr, st.dynamics.indices, self._dyn, self._coef, self._presyn,
+        self._kernel("learner", "rtrl_update")(st.dynamics.indptr, st.dynamics.indices, self._dyn, self._coef, self._presyn,
                     st.param_unit, st.param_gate, st.param_src, st.gate_touch, np.int64(st.n_hidden),
                     self._J, self._J_new, c, self._acc, accumulate)
         self._J, self._J_new = self._J_new, self._J
@@ -279,9 +304,7 @@ class RTRL(_FormsDynamics, Learner):
         if self._pending:
             self._apply(c, True)
         else:
-            from ._learner_kernels import dense_accumulate
-
-            dense_accumulate(self._J, c, self._acc)
+            self._kernel("learner", "dense_accumulate")(self._J, c, self._acc)
 
     def influence(self):
         """The influence matrix ``J_t``: (S, P), or (B, S, P) when batched (a copy)."""
@@ -299,6 +322,9 @@ class TBPTT(Learner):
     truncation : int >= 1
         Window length ``T``.
     batch_size : int, optional
+    parallel : bool, optional
+        Spread the streams of a batch over the cores (default: when the batch
+        is large enough to gain from it).
 
     Notes
     -----
@@ -316,9 +342,9 @@ class TBPTT(Learner):
     exact = False
     _memory_parts = {"history": ("_coef_hist", "_dloc_hist", "_z_hist", "_c_hist", "_theta_hist", "_theta_idx")}
 
-    def __init__(self, cell, truncation, batch_size=None):
+    def __init__(self, cell, truncation, batch_size=None, parallel=None):
         self.truncation = check_int(truncation, "truncation", minimum=1)
-        super().__init__(cell, batch_size)
+        super().__init__(cell, batch_size, parallel)
 
     def _capacity(self):
         return self.truncation
@@ -351,9 +377,7 @@ class TBPTT(Learner):
     def _flush(self):
         if self._credit_end == 0:
             return
-        from ._learner_kernels import bptt_window
-
-        bptt_window(*self._structure_args, self._coef_hist, self._dloc_hist, self._z_hist,
+        self._kernel("learner", "bptt_window")(*self._structure_args, self._coef_hist, self._dloc_hist, self._z_hist,
                     self._c_hist, self._theta_hist, self._theta_idx, self._credit_end,
                     self._delta, self._scratch, self._gate_work, self._acc)
         self._c_hist[: self._credit_end] = 0.0
@@ -414,9 +438,9 @@ class BPTT(TBPTT):
 
     exact = True
 
-    def __init__(self, cell, batch_size=None):
+    def __init__(self, cell, batch_size=None, parallel=None):
         self.truncation = None
-        Learner.__init__(self, cell, batch_size)
+        Learner.__init__(self, cell, batch_size, parallel)
 
     def _capacity(self):
         return 16
@@ -448,6 +472,9 @@ class SnAp(_FormsDynamics, Learner):
         Keep the influence of each parameter on the states its unit reaches
         within ``n`` steps of the recurrent graph.
     batch_size : int, optional
+    parallel : bool, optional
+        Spread the streams of a batch over the cores (default: when the batch
+        is large enough to gain from it).
 
     Attributes
     ----------
@@ -469,12 +496,12 @@ class SnAp(_FormsDynamics, Learner):
     (``n >= diameter + 1``, because ``R_1`` is zero hops away).
     """
 
-    def __init__(self, cell, n=1, batch_size=None):
+    def __init__(self, cell, n=1, batch_size=None, parallel=None):
         if not isinstance(cell, Cell):
             raise TypeError(f"cell must be a sparse_rtrl Cell, got {type(cell).__name__}")
         self.n = check_int(n, "n", minimum=1)
         self._plan = _snap_plan(cell.structure, self.n)
-        super().__init__(cell, batch_size)
+        super().__init__(cell, batch_size, parallel)
 
     @property
     def mask_size(self):
@@ -532,15 +559,11 @@ class SnAp(_FormsDynamics, Learner):
 
     def _apply(self, c, accumulate):
         if self.diagonal:
-            from ._snap_kernels import snap_diag_update
-
             seg_ptr, seg_unit, seg_gate, src = self._structure_args[:4]
-            snap_diag_update(seg_ptr, seg_unit, seg_gate, src, self._diag_entry, self._dyn, self._coef,
+            self._kernel("snap", "snap_diag_update")(seg_ptr, seg_unit, seg_gate, src, self._diag_entry, self._dyn, self._coef,
                              self._presyn, c, self._J, self._acc, accumulate)
         else:
-            from ._snap_kernels import snap_update
-
-            snap_update(*self._kernel_plan, self._dyn, self._coef, self._presyn, c,
+            self._kernel("snap", "snap_update")(*self._kernel_plan, self._dyn, self._coef, self._presyn, c,
                         self._J, self._scratch, self._acc, accumulate)
         self._pending = False
 
@@ -556,24 +579,18 @@ class SnAp(_FormsDynamics, Learner):
         if self._pending:
             self._apply(c, True)
         elif self.diagonal:
-            from ._snap_kernels import snap_diag_accumulate
-
-            snap_diag_accumulate(self._structure_args[0], self._structure_args[1], c, self._J, self._acc)
+            self._kernel("snap", "snap_diag_accumulate")(self._structure_args[0], self._structure_args[1], c, self._J, self._acc)
         else:
-            from ._snap_kernels import snap_accumulate
-
             p = self._plan
-            snap_accumulate(p["row_ptr"], p["rows"], p["col_ptr"], p["inf_ptr"], c, self._J, self._acc)
+            self._kernel("snap", "snap_accumulate")(p["row_ptr"], p["rows"], p["col_ptr"], p["inf_ptr"], c, self._J, self._acc)
 
     def _grad(self):
         if self.diagonal:
             return super()._grad()
         # The accumulator is kept in group-column order; copy runs back to parameters.
-        from ._snap_kernels import take_block_grad
-
         p = self._plan
         out = np.empty(self.cell.n_params, dtype=self.cell.dtype)
-        take_block_grad(self._acc, p["runs_block"], p["runs_param"], p["runs_len"], out)
+        self._kernel("snap", "take_block_grad")(self._acc, p["runs_block"], p["runs_param"], p["runs_len"], out)
         return out
 
     def mask(self):
@@ -708,6 +725,9 @@ class UORO(Learner):
     seed : int or numpy.random.Generator
         Seed of the random signs (one independent stream of draws per learner).
     batch_size : int, optional
+    parallel : bool, optional
+        Spread the streams of a batch over the cores (default: when the batch
+        is large enough to gain from it).
     eps : float > 0
         Guard in the normalisers ``rho0``, ``rho1``.
 
@@ -722,11 +742,11 @@ class UORO(Learner):
     stochastic = True
     _memory_parts = {"influence": ("_u", "_theta")}
 
-    def __init__(self, cell, seed=0, batch_size=None, eps=1e-7):
+    def __init__(self, cell, seed=0, batch_size=None, eps=1e-7, parallel=None):
         self.seed = check_seed(seed)
         self.eps = check_float(eps, "eps", 0.0, None, low_open=True)
         self._rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-        super().__init__(cell, batch_size)
+        super().__init__(cell, batch_size, parallel)
 
     def _allocate(self):
         st = self.cell.structure
@@ -744,14 +764,10 @@ class UORO(Learner):
         self._theta[:] = 0.0
 
     def _after_step(self, coef, dloc, presyn):
-        from ._learner_kernels import uoro_update
-
         self._rng.random(out=self._uniform)
-        uoro_update(self.cell.params, coef, dloc, presyn, *self._structure_args, self._uniform,
+        self._kernel("learner", "uoro_update")(self.cell.params, coef, dloc, presyn, *self._structure_args, self._uniform,
                     self._u, self._theta, self._nu, self._nu_I, self._Du, self._gate_work,
                     self.cell.dtype.type(self.eps))
 
     def _backward(self, c):
-        from ._learner_kernels import uoro_accumulate
-
-        uoro_accumulate(self._u, self._theta, c, self._acc)
+        self._kernel("learner", "uoro_accumulate")(self._u, self._theta, c, self._acc)

@@ -1,0 +1,54 @@
+"""Batched streams on all cores: identical to the serial path, bit for bit."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import sparse_rtrl as sr
+from conftest import cells
+
+LEARNERS = {
+    "RTRL": lambda c, **k: sr.RTRL(c, **k),
+    "BPTT": lambda c, **k: sr.BPTT(c, **k),
+    "TBPTT(3)": lambda c, **k: sr.TBPTT(c, 3, **k),
+    "SnAp-1": lambda c, **k: sr.SnAp(c, 1, **k),
+    "SnAp-2": lambda c, **k: sr.SnAp(c, 2, **k),
+    "UORO": lambda c, **k: sr.UORO(c, seed=5, **k),
+}
+
+
+@pytest.mark.parametrize("name", list(LEARNERS))
+@given(cell=cells(), batch=st.integers(2, 5), seed=st.integers(0, 1000), dtype=st.sampled_from([np.float32, np.float64]))
+def test_parallel_equals_serial(name, cell, batch, seed, dtype):
+    cell = cell.astype(dtype)
+    rng = np.random.default_rng(seed)
+    T = 5
+    xs = rng.normal(size=(T, batch, cell.n_in))
+    cs = rng.normal(size=(T, batch, cell.n_state))
+    results = []
+    for parallel in (False, True):
+        learner = LEARNERS[name](cell, batch_size=batch, parallel=parallel)
+        assert learner.parallel is parallel
+        states, grads = [], []
+        for t in range(T):
+            states.append(learner.forward(xs[t]))
+            if t != 1:
+                learner.backward(cs[t])
+            if t == 2:
+                grads.append(learner.grad())
+        grads.append(learner.grad())
+        results.append((np.array(states), grads))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    for a, b in zip(results[0][1], results[1][1]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_parallel_default_depends_on_work():
+    small = sr.GRU(2, 4, seed=0)
+    big = sr.GRU(8, 256, density=0.1, seed=0)
+    assert sr.SnAp(small, 1, batch_size=8).parallel is False
+    assert sr.SnAp(big, 1, batch_size=8).parallel is True
+    assert sr.SnAp(big, 1).parallel is False  # one stream: nothing to spread
+    with pytest.raises(TypeError, match="parallel"):
+        sr.SnAp(small, 1, batch_size=2, parallel="yes")
