@@ -7,11 +7,15 @@ compiled (then cached on disk), only when first used.
 from .cells import GRU, LSTM, Cell, CellStructure, Jacobians, SparseWeight, VanillaRNN
 from .learners import BPTT, RTRL, TBPTT, UORO, Learner, SnAp
 from .gradcheck import GradCheckReport, gradcheck
+from .online import DivergenceError, train_online
+from .optim import SGD, Adam, Optimizer
 from .patterns import Pattern
+from .readouts import LinearReadout
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "BPTT", "GRU", "GradCheckReport", "LSTM", "RTRL", "TBPTT", "UORO", "Cell", "CellStructure", "Jacobians",
-    "Learner", "Pattern", "SnAp", "SparseWeight", "VanillaRNN", "gradcheck",
+    "BPTT", "GRU", "GradCheckReport", "LSTM", "RTRL", "TBPTT", "UORO", "Adam", "Cell", "CellStructure",
+    "DivergenceError", "Jacobians", "Learner", "LinearReadout", "Optimizer", "Pattern", "SGD", "SnAp",
+    "SparseWeight", "VanillaRNN", "gradcheck", "train_online",
 ]

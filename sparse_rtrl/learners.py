@@ -85,7 +85,7 @@ class Learner:
         self._acc = np.zeros((B, st.n_params), dt)
         self._no_credit = np.zeros((B, st.n_state), dt)
         self._structure_args = (
-            st.seg_ptr, st.seg_unit, st.seg_gate, st.param_src, st.gate_touch,
+            st.seg_ptr, st.seg_unit, st.seg_gate, st.param_src.view(np.uint32), st.gate_touch,
             np.int64(st.n_hidden), np.int64(st.n_rec_segments),
         )
         self.n_steps = 0
@@ -593,6 +593,26 @@ class SnAp(_FormsDynamics, Learner):
         self._kernel("snap", "take_block_grad")(self._acc, p["runs_block"], p["runs_param"], p["runs_len"], out)
         return out
 
+    def _fused_state(self):
+        """Everything the fused online loop reads and writes, as one tuple (no copies)."""
+        if self._pending:
+            self._apply(self._no_credit, False)
+        p = self._plan
+        gate, c_param, c_row, c_entry, local_entry = self._dyn_plan
+        seg_ptr, seg_unit, seg_gate, src = self._structure_args[:4]
+        diag_entry = self._diag_entry if self.diagonal else np.zeros(0, np.int32)
+        return (self._state, self._next, self._coef, self._dloc, self._presyn, self._dyn,
+                gate, c_param, c_row, c_entry, local_entry,
+                self.diagonal, seg_ptr, seg_unit, seg_gate, src, diag_entry,
+                p["row_ptr"], p["rows"], p["col_ptr"], p["col_gate"], p["col_src"], p["inf_ptr"],
+                p["plan_ptr"], p["plan_col"], p["plan_entry"], p["seed_ptr"], p["seed_local"],
+                p["runs_block"], p["runs_param"], p["runs_len"],
+                self._J, self._scratch, self._acc, np.empty(self.cell.n_params, self.cell.dtype))
+
+    def _after_fused(self, steps, pending):
+        self.n_steps += steps
+        self._pending = pending
+
     def mask(self):
         """The structural mask as a :class:`~sparse_rtrl.Pattern` (S x P)."""
         rows, cols = self._mask_coo()
@@ -701,8 +721,8 @@ def _snap_plan(structure, n_steps):
         "runs_len": runs_len.astype(np.int64),
         "block_params": block_params.astype(np.int64),
         "col_ptr": col_ptr,
-        "col_gate": st.param_gate[block_params].astype(np.int32),
-        "col_src": st.param_src[block_params].astype(np.int32),
+        "col_gate": st.param_gate[block_params].astype(np.uint32),
+        "col_src": st.param_src[block_params].astype(np.uint32),
         "seed_ptr": seed_ptr,
         "seed_local": seed_local,
         "row_ptr": row_ptr,

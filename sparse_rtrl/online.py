@@ -1,0 +1,176 @@
+"""Online training loops: a weight update every ``k`` steps, no stored history.
+
+:func:`train_online` drives a learner, a readout and an optimiser over a
+stream of inputs and targets. For SnAp learners it can run the whole loop in
+compiled code (``fused=True``), which removes the Python call overhead that
+dominates small networks; the fused loop calls the same kernels in the same
+order as the step-by-step path and gives identical numbers.
+"""
+
+import numpy as np
+
+from ._validate import check_int, check_real_array
+from .learners import Learner, SnAp
+from .optim import Optimizer
+from .readouts import LinearReadout
+
+
+class DivergenceError(FloatingPointError):
+    """Training produced a non-finite loss or gradient.
+
+    Attributes
+    ----------
+    step : int
+        Index (within the call) of the step that diverged. Parameters were not
+        changed by that step.
+    losses : ndarray
+        Losses of the steps before it.
+    """
+
+    def __init__(self, step, losses, what="loss"):
+        self.step = step
+        self.losses = losses
+        super().__init__(f"training diverged at step {step}: the {what} is not finite "
+                         f"(parameters are as they were before that step)")
+
+
+def _check_stream(learner, readout, inputs, targets):
+    cell = learner.cell
+    B = learner.batch_size
+    inp = np.asarray(inputs)
+    lead = (inp.shape[0],) if inp.ndim >= 1 else ()
+    shape = lead + ((B,) if B is not None else ()) + (cell.n_in,)
+    xs = check_real_array(inputs, "inputs", shape, cell.dtype)
+    T = xs.shape[0]
+    if readout.kind == 0:
+        ys_f = check_real_array(targets, "targets", (T,) + ((B,) if B else ()) + (readout.n_out,), cell.dtype)
+        ys_f = ys_f.reshape(T, B or 1, readout.n_out)
+        ys_i = np.zeros((T, B or 1), dtype=np.int64)
+    else:
+        tg = np.asarray(targets)
+        if tg.dtype.kind not in "iu":
+            raise TypeError(f"targets must hold integer classes for cross_entropy, got dtype {tg.dtype}")
+        want = (T,) + ((B,) if B else ())
+        if tg.shape != want:
+            raise ValueError(f"targets must have shape {want}, got {tg.shape}")
+        if tg.size and (tg.min() < 0 or tg.max() >= readout.n_out):
+            raise ValueError(f"targets must be classes in [0, {readout.n_out})")
+        ys_i = np.ascontiguousarray(tg, dtype=np.int64).reshape(T, B or 1)
+        ys_f = np.zeros((T, B or 1, readout.n_out), dtype=cell.dtype)
+    return xs.reshape(T, B or 1, cell.n_in), ys_f, ys_i
+
+
+def train_online(learner, readout, optimizer, inputs, targets, update_every=1, fused=None):
+    """Train online over a stream: forward, loss, backward; an update every ``update_every`` steps.
+
+    Parameters
+    ----------
+    learner : Learner
+        Continues from its current state (call ``reset()`` first for a new sequence).
+    readout : LinearReadout
+        Built on the learner's cell.
+    optimizer : Optimizer
+        Over ``[learner.cell.params, readout.params]``, in that order.
+    inputs : array_like, shape (T, n_in), or (T, B, n_in) for a batched learner
+    targets : array_like
+        ``(T, n_out)`` / ``(T, B, n_out)`` reals for "mse"; ``(T,)`` / ``(T, B)``
+        ints for "cross_entropy".
+    update_every : int
+        Steps per update (1 is fully online). Gradient accumulated by a final
+        partial block stays in the learner and readout for the next call.
+    fused : bool or None
+        Run in compiled code. Default: whenever possible (a SnAp learner on a
+        built-in cell). ``True`` raises if it is not possible.
+
+    Returns
+    -------
+    ndarray, shape (T,)
+        Loss of each step, summed over the batch.
+
+    Raises
+    ------
+    DivergenceError
+        A loss or gradient stopped being finite; the run stops at that step
+        with the parameters it had before it.
+    """
+    if not isinstance(learner, Learner):
+        raise TypeError(f"learner must be a sparse_rtrl Learner, got {type(learner).__name__}")
+    if not isinstance(readout, LinearReadout):
+        raise TypeError(f"readout must be a LinearReadout, got {type(readout).__name__}")
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"optimizer must be a sparse_rtrl Optimizer, got {type(optimizer).__name__}")
+    cell = learner.cell
+    if readout.n_state != cell.n_state or readout.dtype != cell.dtype:
+        raise ValueError("readout must be built on the learner's cell (same state size and dtype)")
+    if len(optimizer.params) != 2 or optimizer.params[0] is not cell.params or optimizer.params[1] is not readout.params:
+        raise ValueError("optimizer must be built over [learner.cell.params, readout.params], in that order")
+    update_every = check_int(update_every, "update_every", minimum=1)
+    xs, ys_f, ys_i = _check_stream(learner, readout, inputs, targets)
+    reason = _fused_obstacle(learner)
+    if fused is None:
+        fused = reason is None
+    elif fused and reason is not None:
+        raise ValueError(f"fused=True is not possible here: {reason}")
+    if fused:
+        return _train_fused(learner, readout, optimizer, xs, ys_f, ys_i, update_every)
+    return _train_steps(learner, readout, optimizer, xs, ys_f, ys_i, update_every)
+
+
+def _fused_obstacle(learner):
+    from . import _cell_kernels as ck
+
+    if type(learner) is not SnAp:
+        return f"the fused loop runs SnAp learners; {learner.name} runs step by step"
+    if learner.cell.kernel not in (ck.vanilla_kernel, ck.gru_kernel, ck.lstm_kernel):
+        return f"the fused loop knows the built-in cell kernels, not that of {type(learner.cell).__name__}"
+    return None
+
+
+def _train_steps(learner, readout, optimizer, xs, ys_f, ys_i, update_every):
+    batched = learner.batch_size is not None
+    T = xs.shape[0]
+    losses = np.empty(T)
+    for t in range(T):
+        x = xs[t] if batched else xs[t, 0]
+        target = (ys_f[t] if batched else ys_f[t, 0]) if readout.kind == 0 else (ys_i[t] if batched else ys_i[t, 0])
+        s = learner.forward(x)
+        losses[t], c = readout.step(s, target)
+        if not np.isfinite(losses[t]):
+            raise DivergenceError(t, losses[:t].copy())
+        learner.backward(c)
+        if (t + 1) % update_every == 0:
+            grads = [learner.grad(), readout.grad()]
+            try:
+                optimizer.step(grads)
+            except FloatingPointError:
+                raise DivergenceError(t, losses[: t + 1].copy(), what="gradient") from None
+    return losses
+
+
+def _train_fused(learner, readout, optimizer, xs, ys_f, ys_i, update_every):
+    from ._train_kernels import fused_snap
+
+    cell = learner.cell
+    lrn = learner._fused_state()
+    ro = (readout.params, np.int64(readout.n_out), np.int64(readout.kind),
+          np.empty((xs.shape[1], readout.n_out), cell.dtype), readout._dy,
+          np.empty((xs.shape[1], cell.n_state), cell.dtype), readout._acc,
+          np.empty(readout.n_params, cell.dtype))
+    (s0a, *rest0), (s1a, *rest1) = optimizer._state
+    s0b = rest0[0] if rest0 else np.zeros(0, cell.dtype)
+    s1b = rest1[0] if rest1 else np.zeros(0, cell.dtype)
+    lr, momentum, nesterov, beta1, beta2, eps = optimizer._hyper()
+    clip = 0.0 if optimizer.clip_norm is None else optimizer.clip_norm
+    o_t = np.array([optimizer.n_updates], dtype=np.int64)
+    opt = (np.int64(optimizer.kind), float(lr), float(momentum), bool(nesterov), float(beta1), float(beta2),
+           float(eps), float(clip), o_t, s0a, s0b, s1a, s1b)
+    losses = np.empty(xs.shape[0])
+    updates, bad = fused_snap(cell.kernel_args, cell.params, lrn, ro, opt, xs, ys_f, ys_i,
+                              np.int64(update_every), losses)
+    optimizer.n_updates = int(o_t[0])
+    steps = xs.shape[0] if bad < 0 else bad + 1
+    what = None if bad < 0 else ("loss" if not np.isfinite(losses[bad]) else "gradient")
+    learner._after_fused(steps, pending=what == "loss")
+    if bad >= 0:
+        raise DivergenceError(int(bad), losses[: bad if what == "loss" else bad + 1].copy(), what=what)
+    return losses
