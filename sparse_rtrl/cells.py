@@ -394,11 +394,16 @@ class Cell:
         first = self._patterns[names[0]]
         return all(self._patterns[k] == first for k in names[1:])
 
-    def _csr_args(self, name):
-        # Column indices go to the kernels as unsigned views: numba then skips
-        # its negative-index wraparound on every gather (measured 20-25% faster).
+    def _matrix_arg(self, name):
+        """A weight matrix as the kernels take it: ``(indptr, indices, data)``
+        with the column indices as an unsigned view (numba then skips
+        negative-index wraparound on every gather: measured 20-25% faster),
+        and ``data`` a 2-D view when the pattern is dense, so that the kernels
+        choose a contiguous, vectorised row loop by type. A flat tuple: numba's
+        parallel loops do not take nested tuples of arrays."""
         w = self.weights[name]
-        return (w.indptr, w.indices.view(np.uint32), w.data)
+        data = w.data.reshape(w.shape) if w.nnz == w.shape[0] * w.shape[1] else w.data
+        return (w.indptr, w.indices.view(np.uint32), data)
 
     # -- public API -------------------------------------------------------------
     @property
@@ -655,7 +660,7 @@ class VanillaRNN(Cell):
         return {"alpha": self.alpha}
 
     def _make_kernel_args(self):
-        return (*self._csr_args("W"), *self._csr_args("U"), self.weights["b"], self.dtype.type(self.alpha))
+        return (*self._matrix_arg("W"), *self._matrix_arg("U"), self.weights["b"], self.dtype.type(self.alpha))
 
     @property
     def kernel(self):
@@ -727,8 +732,7 @@ class GRU(Cell):
     def _make_kernel_args(self):
         w = self.weights
         return (
-            *self._csr_args("W_hr"), *self._csr_args("W_hz"), *self._csr_args("W_hn"),
-            *self._csr_args("W_ir"), *self._csr_args("W_iz"), *self._csr_args("W_in"),
+            *(a for k in ("W_hr", "W_hz", "W_hn", "W_ir", "W_iz", "W_in") for a in self._matrix_arg(k)),
             w["b_r"], w["b_z"], w["b_in"], w["b_hn"],
             self._same_patterns("W_hr", "W_hz", "W_hn"), self._same_patterns("W_ir", "W_iz", "W_in"),
         )
@@ -800,10 +804,8 @@ class LSTM(Cell):
     def _make_kernel_args(self):
         w = self.weights
         return (
-            *self._csr_args("W_hi"), *self._csr_args("W_hf"),
-            *self._csr_args("W_hg"), *self._csr_args("W_ho"),
-            *self._csr_args("W_ii"), *self._csr_args("W_if"),
-            *self._csr_args("W_ig"), *self._csr_args("W_io"),
+            *(a for k in ("W_hi", "W_hf", "W_hg", "W_ho", "W_ii", "W_if", "W_ig", "W_io")
+              for a in self._matrix_arg(k)),
             w["b_i"], w["b_f"], w["b_g"], w["b_o"],
             self._same_patterns("W_hi", "W_hf", "W_hg", "W_ho"),
             self._same_patterns("W_ii", "W_if", "W_ig", "W_io"),
