@@ -13,7 +13,7 @@ allocates nothing.
 
 import numpy as np
 
-from numba import prange
+from numba import prange, uint64
 
 from ._jit import njit, parallel_njit
 
@@ -121,7 +121,105 @@ def plan_fill(row_ptr, rows, dyn_ptr, dyn_idx, n_state, plan_ptr, plan_col, plan
 
 
 @njit
-def _snap_update_stream(b, row_ptr, rows, col_ptr, col_gate, col_src, inf_ptr, plan_ptr, plan_col, plan_entry, seed_ptr, seed_local, dyn, coef, z, c, J, scratch, acc, accumulate):
+def _block_rows(Jb, work, d, base, q, r0, r, plan_ptr, plan_col, plan_entry):
+    """``work[a] = sum over the plan's entries of D[k_a, j] * block row j``, every row ``a`` of one group.
+
+    Three source rows per pass over ``q`` (the first pass writes, so the
+    scratch needs no zeroing): the row being built is loaded and stored once
+    per three entries instead of once per entry. Offsets are unsigned so
+    that numba skips negative-index wraparound and the loops stay contiguous
+    vector code; no slices are made, because a slice made inside a branch
+    keeps its (atomic) reference counting.
+    """
+    for a in range(r):
+        ob = uint64(a) * q
+        w = plan_ptr[r0 + a]
+        w1 = plan_ptr[r0 + a + 1]
+        # Every reach row holds its diagonal entry, so w1 - w >= 1.
+        if w1 - w == 1:
+            d0 = d[plan_entry[w]]
+            s0 = base + uint64(plan_col[w]) * q
+            for cc in range(q):
+                work[ob + cc] = d0 * Jb[s0 + cc]
+            w += 1
+        elif w1 - w == 2:
+            d0 = d[plan_entry[w]]
+            d1 = d[plan_entry[w + 1]]
+            s0 = base + uint64(plan_col[w]) * q
+            s1 = base + uint64(plan_col[w + 1]) * q
+            for cc in range(q):
+                work[ob + cc] = d0 * Jb[s0 + cc] + d1 * Jb[s1 + cc]
+            w += 2
+        else:
+            d0 = d[plan_entry[w]]
+            d1 = d[plan_entry[w + 1]]
+            d2 = d[plan_entry[w + 2]]
+            s0 = base + uint64(plan_col[w]) * q
+            s1 = base + uint64(plan_col[w + 1]) * q
+            s2 = base + uint64(plan_col[w + 2]) * q
+            for cc in range(q):
+                work[ob + cc] = d0 * Jb[s0 + cc] + d1 * Jb[s1 + cc] + d2 * Jb[s2 + cc]
+            w += 3
+        while w + 3 <= w1:
+            d0 = d[plan_entry[w]]
+            d1 = d[plan_entry[w + 1]]
+            d2 = d[plan_entry[w + 2]]
+            s0 = base + uint64(plan_col[w]) * q
+            s1 = base + uint64(plan_col[w + 1]) * q
+            s2 = base + uint64(plan_col[w + 2]) * q
+            for cc in range(q):
+                work[ob + cc] += d0 * Jb[s0 + cc] + d1 * Jb[s1 + cc] + d2 * Jb[s2 + cc]
+            w += 3
+        while w < w1:
+            d0 = d[plan_entry[w]]
+            s0 = base + uint64(plan_col[w]) * q
+            for cc in range(q):
+                work[ob + cc] += d0 * Jb[s0 + cc]
+            w += 1
+
+
+@njit
+def _block_store(Jb, work, base, q, r, c0, rows, r0, cb, accb, accumulate):
+    """Copy the new block from the scratch into ``J``; if ``accumulate``, ``acc += c J``
+    four rows per pass over ``q``."""
+    a = 0
+    if accumulate:
+        while a + 4 <= r:
+            o0 = uint64(a) * q
+            o1 = o0 + q
+            o2 = o1 + q
+            o3 = o2 + q
+            k0 = cb[rows[r0 + a]]
+            k1 = cb[rows[r0 + a + 1]]
+            k2 = cb[rows[r0 + a + 2]]
+            k3 = cb[rows[r0 + a + 3]]
+            for cc in range(q):
+                v0 = work[o0 + cc]
+                v1 = work[o1 + cc]
+                v2 = work[o2 + cc]
+                v3 = work[o3 + cc]
+                Jb[base + o0 + cc] = v0
+                Jb[base + o1 + cc] = v1
+                Jb[base + o2 + cc] = v2
+                Jb[base + o3 + cc] = v3
+                accb[c0 + cc] += k0 * v0 + k1 * v1 + k2 * v2 + k3 * v3
+            a += 4
+        while a < r:
+            o0 = uint64(a) * q
+            k0 = cb[rows[r0 + a]]
+            for cc in range(q):
+                v0 = work[o0 + cc]
+                Jb[base + o0 + cc] = v0
+                accb[c0 + cc] += k0 * v0
+            a += 1
+    else:
+        for cc in range(uint64(r) * q):
+            Jb[base + cc] = work[cc]
+
+
+@njit
+def _snap_update_stream(b, row_ptr, rows, col_ptr, col_gate, col_src, inf_ptr, plan_ptr, plan_col, plan_entry,
+                        seed_ptr, seed_local, dyn, coef, z, c, J, scratch, acc, accumulate):
     Jb = J[b]
     work = scratch[b]
     d = dyn[b]
@@ -132,40 +230,19 @@ def _snap_update_stream(b, row_ptr, rows, col_ptr, col_gate, col_src, inf_ptr, p
     for g in range(row_ptr.shape[0] - 1):
         r0 = row_ptr[g]
         r = row_ptr[g + 1] - r0
-        c0 = col_ptr[g]
-        q = col_ptr[g + 1] - c0
-        base = inf_ptr[g]
-        block = Jb[base:base + r * q]
-        gates = col_gate[c0:c0 + q]
-        srcs = col_src[c0:c0 + q]
-        # new block = D[R, R] @ old block, row by row into the scratch
-        for a in range(r):
-            out = work[a * q:(a + 1) * q]
-            out[:] = 0.0
-            for w in range(plan_ptr[r0 + a], plan_ptr[r0 + a + 1]):
-                dk = d[plan_entry[w]]
-                src = block[plan_col[w] * q:(plan_col[w] + 1) * q]
-                for cc in range(q):
-                    out[cc] += dk * src[cc]
+        c0 = uint64(col_ptr[g])
+        q = uint64(col_ptr[g + 1]) - c0
+        base = uint64(inf_ptr[g])
+        # new block = D[R, R] @ old block, into the scratch
+        _block_rows(Jb, work, d, base, q, r0, r, plan_ptr, plan_col, plan_entry)
         # + the immediate influence on the group's seed states
         for s in range(seed_ptr[g], seed_ptr[g + 1]):
             a = seed_local[s]
-            k = rows[r0 + a]
-            out = work[a * q:(a + 1) * q]
-            ck_row = coefb[k]
+            ob = uint64(a) * q
+            ck_row = coefb[rows[r0 + a]]
             for cc in range(q):
-                out[cc] += ck_row[gates[cc]] * zb[srcs[cc]]
-        # write back, and accumulate the gradient from the new values
-        for a in range(r):
-            new = work[a * q:(a + 1) * q]
-            dst = block[a * q:(a + 1) * q]
-            dst[:] = new
-            if accumulate:
-                ck = cb[rows[r0 + a]]
-                if ck != 0.0:
-                    acc_g = accb[c0:c0 + q]
-                    for cc in range(q):
-                        acc_g[cc] += ck * new[cc]
+                work[ob + cc] += ck_row[col_gate[c0 + cc]] * zb[col_src[c0 + cc]]
+        _block_store(Jb, work, base, q, r, c0, rows, r0, cb, accb, accumulate)
 
 
 @njit
@@ -296,16 +373,18 @@ def snap_diag_accumulate_par(seg_ptr, seg_unit, c, J, acc):
 
 @njit
 def _take_run(acc, runs_block, runs_param, runs_len, out, r):
-    src0 = runs_block[r]
-    length = runs_len[r]
-    dst = out[runs_param[r]:runs_param[r] + length]
-    dst[:] = acc[0, src0:src0 + length]
-    acc[0, src0:src0 + length] = 0.0
+    src0 = uint64(runs_block[r])
+    dst0 = uint64(runs_param[r])
+    length = uint64(runs_len[r])
+    a0 = acc[0]
+    for k in range(length):
+        out[dst0 + k] = a0[src0 + k]
+        a0[src0 + k] = 0.0
     for b in range(1, acc.shape[0]):
-        row = acc[b, src0:src0 + length]
+        ab = acc[b]
         for k in range(length):
-            dst[k] += row[k]
-        row[:] = 0.0
+            out[dst0 + k] += ab[src0 + k]
+            ab[src0 + k] = 0.0
 
 
 @njit
