@@ -83,3 +83,297 @@ def _fmt(v):
     if isinstance(v, float):
         return f"{v:.4g}"
     return str(v)
+
+
+# -- helpers added for the cost, baseline and bandwidth studies -----------------
+
+def online_run(learner, xs, cs, grad_every=1):
+    """A function that runs ``len(xs)`` online steps from ``reset()``: ``forward`` +
+    ``backward`` every step, ``grad`` every ``grad_every`` steps (1 for online
+    learners, ``T`` for TBPTT(T))."""
+    n = xs.shape[0]
+
+    def run():
+        learner.reset()
+        for t in range(n):
+            learner.forward(xs[t])
+            learner.backward(cs[t])
+            if (t + 1) % grad_every == 0:
+                learner.grad()
+
+    return run
+
+
+def time_online(learner, xs, cs, grad_every=1, repeats=3, warmup=1):
+    """Median seconds per online step over ``len(xs)`` steps from ``reset()`` (see
+    ``online_run``). ``len(xs)`` should be a multiple of ``grad_every`` so that
+    every window's ``grad`` is charged."""
+    return median_time(online_run(learner, xs, cs, grad_every), repeats, warmup=warmup) / xs.shape[0]
+
+
+def interleaved_medians(fns, repeats, warmup=1):
+    """Median wall time of each of ``fns`` over ``repeats`` rounds, the functions
+    taking turns within each round, so that slow drifts of a shared machine
+    hit all of them alike (for ratios between them)."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, ts in zip(fns, times):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+    return [statistics.median(ts) for ts in times]
+
+
+def plan_products(learner):
+    """Multiply-adds per step and stream in a SnAp learner's ``D J`` product.
+
+    From the learner's plan: for each group ``g``, (entries of ``D`` inside the
+    group's reach) x (the group's parameters). SnAp-1 of a cell whose gates
+    each touch one state keeps one entry per parameter (``learner.diagonal``):
+    one product per parameter.
+    """
+    if getattr(learner, "diagonal", False):
+        return int(learner.mask_size)
+    p = learner._plan
+    per_group = p["plan_ptr"][p["row_ptr"][1:]] - p["plan_ptr"][p["row_ptr"][:-1]]
+    return int(np.sum(per_group.astype(np.int64) * np.diff(p["col_ptr"])))
+
+
+def snap_estimate(cell, n):
+    """Size of SnAp-n on ``cell`` without building it (for skipping points that would not fit).
+
+    Returns a dict: ``mask_size`` (influence entries per stream), ``products``
+    (multiply-adds per step of ``D J``), ``plan_entries`` (entries of D kept in
+    the per-group plans) and ``bytes`` (influence + plans, per stream; the
+    learner's workspace is left out). Computed from the cell's structure with
+    scipy: the reach of each (unit, gate-signature) group after ``n - 1`` hops
+    of D's pattern. Agrees with the built learner's ``mask_size`` and plan.
+    """
+    import scipy.sparse as sp
+
+    st = cell.structure
+    S = st.n_state
+    sigs, sig_of_gate = np.unique(st.gate_touch, axis=0, return_inverse=True)
+    sig_of_gate = np.asarray(sig_of_gate).reshape(-1)
+    key = st.param_unit.astype(np.int64) * sigs.shape[0] + sig_of_gate[st.param_gate]
+    groups, q = np.unique(key, return_counts=True)
+    g_unit, g_sig = groups // sigs.shape[0], groups % sigs.shape[0]
+    seed_r, seed_c = [], []
+    for m in range(sigs.shape[1]):
+        hit = sigs[g_sig, m]
+        seed_r.append(g_unit[hit] + m * st.n_hidden)
+        seed_c.append(np.flatnonzero(hit))
+    seed_r, seed_c = np.concatenate(seed_r), np.concatenate(seed_c)
+    G = groups.shape[0]
+    A = st.dynamics.to_scipy(np.ones(st.dynamics.nnz, np.float32)).tocsr()
+    X = sp.csr_matrix((np.ones(seed_r.shape[0], np.float32), (seed_r, seed_c)), shape=(S, G))
+    for _ in range(n - 1):
+        X = X + A @ X
+        X.data[:] = 1.0
+    X = X.tocsc()
+    reach = np.diff(X.indptr).astype(np.int64)
+    inside = np.asarray((A @ X).multiply(X).sum(axis=0)).ravel().astype(np.int64)
+    mask = int(np.sum(reach * q))
+    itemsize = np.dtype(cell.dtype).itemsize
+    return {
+        "mask_size": mask,
+        "products": int(np.sum(inside * q)),
+        "plan_entries": int(inside.sum()),
+        # influence + plans (8 bytes per kept D entry, 4 per reach row) + the
+        # per-parameter index arrays and accumulator (~64 bytes per parameter)
+        # + the scratch block: within a few per cent of learner.nbytes for
+        # large masks, an overestimate for small ones.
+        "bytes": (mask + int((reach * q).max())) * itemsize + 8 * int(inside.sum()) + 4 * int(reach.sum())
+                 + 64 * st.n_params + 64 * S,
+    }
+
+
+def fit_power_law(x, y):
+    """Least-squares exponent ``k`` (and prefactor ``a``) of ``y ~ a x**k`` on log-log axes.
+
+    Returns ``(k, a)``, or ``(nan, nan)`` with fewer than two distinct ``x``.
+    """
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    ok = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
+    if np.unique(x[ok]).shape[0] < 2:
+        return float("nan"), float("nan")
+    k, loga = np.polyfit(np.log(x[ok]), np.log(y[ok]), 1)
+    return float(k), float(np.exp(loga))
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def make_cell(kind, n_in, n_hidden, density, dtype=np.float32, seed=0):
+    """A cell of ``kind`` ("vanilla", "gru" or "lstm")."""
+    import sparse_rtrl as sr
+
+    cls = {"vanilla": sr.VanillaRNN, "gru": sr.GRU, "lstm": sr.LSTM}[kind]
+    return cls(n_in, n_hidden, density=density, seed=seed, dtype=np.dtype(dtype))
+
+
+def make_learner(name, cell, batch_size=None, parallel=None):
+    """A learner from its ``name``: "SnAp-<n>", "RTRL", "TBPTT(<T>)", "UORO" or "BPTT"."""
+    import sparse_rtrl as sr
+
+    kw = {"batch_size": batch_size, "parallel": parallel}
+    if name.startswith("SnAp-"):
+        return sr.SnAp(cell, int(name[5:]), **kw)
+    if name.startswith("TBPTT(") and name.endswith(")"):
+        return sr.TBPTT(cell, int(name[6:-1]), **kw)
+    if name == "RTRL":
+        return sr.RTRL(cell, **kw)
+    if name == "UORO":
+        return sr.UORO(cell, seed=0, **kw)
+    if name == "BPTT":
+        return sr.BPTT(cell, **kw)
+    raise ValueError(f"unknown learner {name!r}")
+
+
+def estimate_learner(name, cell):
+    """Per-stream size of a learner before building it: ``bytes`` (all arrays,
+    estimated), ``influence_bytes``, ``products`` (multiply-adds per step of
+    the influence or trace update) and ``mask_size`` (SnAp only, else None)."""
+    st = cell.structure
+    it = np.dtype(cell.dtype).itemsize
+    S, P, nnz = st.n_state, st.n_params, st.dynamics.nnz
+    small = 64 * P + 64 * S + 8 * nnz
+    if name.startswith("SnAp-"):
+        e = snap_estimate(cell, int(name[5:]))
+        return {"bytes": e["bytes"] + 8 * nnz, "influence_bytes": e["mask_size"] * it,
+                "products": e["products"], "mask_size": e["mask_size"]}
+    if name == "RTRL":
+        inf = 2 * S * P * it
+        return {"bytes": inf + small, "influence_bytes": inf, "products": nnz * P, "mask_size": None}
+    if name.startswith("TBPTT("):
+        T = int(name[6:-1])
+        hist = T * (S * st.n_gates + st.n_hidden * st.n_local ** 2 + st.n_presyn + S) * it
+        hist += (T + 1) * st.n_rec_params * it
+        return {"bytes": hist + small, "influence_bytes": 0, "products": 2 * (nnz + P), "mask_size": None}
+    return {"bytes": small, "influence_bytes": (S + P) * it, "products": 2 * (nnz + P), "mask_size": None}
+
+
+class CappedTimer:
+    """Time learners point by point, skipping points over a memory or time cap.
+
+    Points should come from cheap to expensive for each ``key`` (e.g. density
+    rising, or n rising): the time of a new point is estimated from the last
+    point measured under the same key, scaled by the ratio of multiply-adds
+    per step (``estimate_learner``); a point whose estimated cost exceeds the
+    cap is recorded as skipped without being built. A point that is built is
+    first probed with one online step (which also warms it up), and its number
+    of steps per repeat is cut (down to ``min_steps``) to fit ``max_point_s``.
+    Every skipped point is returned as a row with ``status="skipped"`` and
+    the reason; nothing is dropped silently.
+    """
+
+    FIELDS = ("status", "reason", "us_per_step", "steps", "repeats", "build_s", "mem_total_mb",
+              "mem_influence_mb", "est_mem_mb", "mask_size", "products")
+
+    def __init__(self, max_mb, rtrl_max_mb, max_point_s, repeats, steps, min_steps=2):
+        self.max_mb = max_mb
+        self.rtrl_max_mb = rtrl_max_mb
+        self.max_point_s = max_point_s
+        self.repeats = repeats
+        self.steps = steps
+        self.min_steps = min_steps
+        self._last = {}
+
+    def _skip(self, row, reason):
+        row.update(status="skipped", reason=reason)
+        return row
+
+    def measure(self, name, cell, xs, cs, key):
+        """One row for learner ``name`` on ``cell`` with inputs ``xs``/credits ``cs``
+        (at least ``steps`` of each)."""
+        mb = 1024.0 ** 2
+        est = estimate_learner(name, cell)
+        row = {"learner": name, **dict.fromkeys(self.FIELDS, "")}
+        # Multiply-adds of the influence update: exact for SnAp (from the
+        # structure) and RTRL (nnz(D) x P); left blank for the others, whose
+        # rough count serves only to scale time estimates.
+        exact = name.startswith("SnAp-") or name == "RTRL"
+        row.update(est_mem_mb=est["bytes"] / mb, products=est["products"] if exact else "",
+                   mask_size=est["mask_size"] if est["mask_size"] is not None else "")
+        if name == "RTRL" and est["influence_bytes"] / mb > self.rtrl_max_mb:
+            return self._skip(row, f"memory: RTRL influence {est['influence_bytes'] / mb:.0f} MB "
+                                   f"> --rtrl-max-mb {self.rtrl_max_mb:g}")
+        if est["bytes"] / mb > self.max_mb:
+            return self._skip(row, f"memory: estimated {est['bytes'] / mb:.0f} MB > --max-mb {self.max_mb:g}")
+        every = grad_every_name(name)
+        min_steps = max(self.min_steps, every)
+        last = self._last.get(key)
+        if last is not None:
+            sec, products, where = last
+            guess = sec * max(1.0, est["products"] / max(products, 1))
+            if guess * (1 + self.repeats * min_steps) > self.max_point_s:
+                return self._skip(row, f"time: ~{guess:.2g} s/step (scaled from {where}) x "
+                                       f"{1 + self.repeats * min_steps} steps > --max-point-s {self.max_point_s:g}")
+        t0 = time.perf_counter()
+        learner = make_learner(name, cell)
+        row["build_s"] = time.perf_counter() - t0
+        # Probe: one online step (one window for TBPTT); also compiles and touches memory.
+        t0 = time.perf_counter()
+        learner.reset()
+        for t in range(every):
+            learner.forward(xs[t])
+            learner.backward(cs[t])
+        learner.grad()
+        probe = (time.perf_counter() - t0) / every
+        if probe * self.repeats * min_steps > self.max_point_s:
+            self._last[key] = (probe, est["products"], "probe")
+            return self._skip(row, f"time: one step took {probe:.2g} s; {self.repeats} x {min_steps} steps "
+                                   f"> --max-point-s {self.max_point_s:g}")
+        steps = int(min(self.steps, max(min_steps, self.max_point_s / (self.repeats * probe))))
+        steps = max(every, steps // every * every)
+        warmup = 1 if probe * steps < 1.0 else 0
+        sec = time_online(learner, xs[:steps], cs[:steps], every, self.repeats, warmup=warmup)
+        mem = learner.memory()
+        self._last[key] = (sec, est["products"], f"{sec * 1e6:.3g} us at the previous point")
+        row.update(status="ok", us_per_step=sec * 1e6, steps=steps, repeats=self.repeats,
+                   mem_total_mb=sum(mem.values()) / mb, mem_influence_mb=mem["influence"] / mb,
+                   mask_size=getattr(learner, "mask_size", ""))
+        return row
+
+
+def grad_every_name(name):
+    """Steps between ``grad()`` calls for a learner named ``name``: ``T`` for TBPTT(T), else 1."""
+    return int(name[6:-1]) if name.startswith("TBPTT(") else 1
+
+
+def blas_threads(n=None):
+    """Set numpy's OpenBLAS thread count to ``n`` (if given); return the count in force.
+
+    Best effort through the library's own ``*_set_num_threads`` entry point
+    (numpy's wheels bundle ``scipy_openblas``); returns None when no OpenBLAS
+    is found, in which case ``OPENBLAS_NUM_THREADS`` decides.
+    """
+    import ctypes
+    import glob
+
+    libdir = os.path.join(os.path.dirname(np.__file__), "..", "numpy.libs")
+    for path in sorted(glob.glob(os.path.join(libdir, "*openblas*"))):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for prefix in ("scipy_openblas", "openblas"):
+            for suffix in ("64_", ""):
+                setter = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
+                getter = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
+                if setter is not None and getter is not None:
+                    if n is not None:
+                        setter(int(n))
+                    return int(getter())
+    return None

@@ -388,11 +388,12 @@ class Cell:
             fan = max(1.0, w.nnz / self.n_hidden)
             w.data[:] = rng.normal(0.0, 1.0 / np.sqrt(fan), size=w.nnz)
 
-    def _same_patterns(self, *names):
-        """True if the named matrices share one pattern (the kernel then reads
-        the pattern once for all of them)."""
+    def _shared_flag(self, *names):
+        """``True`` if the named matrices share one pattern (the kernel then
+        reads the pattern once for all of them), else ``None``: a flag whose
+        type, not value, tells the kernel (see ``_cell_kernels.row_dot3``)."""
         first = self._patterns[names[0]]
-        return all(self._patterns[k] == first for k in names[1:])
+        return True if all(self._patterns[k] == first for k in names[1:]) else None
 
     def _matrix_arg(self, name):
         """A weight matrix as the kernels take it: ``(indptr, indices, data)``
@@ -734,7 +735,7 @@ class GRU(Cell):
         return (
             *(a for k in ("W_hr", "W_hz", "W_hn", "W_ir", "W_iz", "W_in") for a in self._matrix_arg(k)),
             w["b_r"], w["b_z"], w["b_in"], w["b_hn"],
-            self._same_patterns("W_hr", "W_hz", "W_hn"), self._same_patterns("W_ir", "W_iz", "W_in"),
+            self._shared_flag("W_hr", "W_hz", "W_hn"), self._shared_flag("W_ir", "W_iz", "W_in"),
         )
 
     @property
@@ -807,8 +808,8 @@ class LSTM(Cell):
             *(a for k in ("W_hi", "W_hf", "W_hg", "W_ho", "W_ii", "W_if", "W_ig", "W_io")
               for a in self._matrix_arg(k)),
             w["b_i"], w["b_f"], w["b_g"], w["b_o"],
-            self._same_patterns("W_hi", "W_hf", "W_hg", "W_ho"),
-            self._same_patterns("W_ii", "W_if", "W_ig", "W_io"),
+            self._shared_flag("W_hi", "W_hf", "W_hg", "W_ho"),
+            self._shared_flag("W_ii", "W_if", "W_ig", "W_io"),
         )
 
     @property
