@@ -372,34 +372,32 @@ def snap_diag_accumulate_par(seg_ptr, seg_unit, c, J, acc):
 
 
 @njit
-def _take_run(acc, runs_block, runs_param, runs_len, out, r):
-    src0 = uint64(runs_block[r])
-    dst0 = uint64(runs_param[r])
-    length = uint64(runs_len[r])
+def _take_block_range(acc, block_params, out, lo, hi):
     a0 = acc[0]
-    for k in range(length):
-        out[dst0 + k] = a0[src0 + k]
-        a0[src0 + k] = 0.0
+    for k in range(lo, hi):
+        out[block_params[k]] = a0[k]
+        a0[k] = 0.0
     for b in range(1, acc.shape[0]):
         ab = acc[b]
-        for k in range(length):
-            out[dst0 + k] += ab[src0 + k]
-            ab[src0 + k] = 0.0
+        for k in range(lo, hi):
+            out[block_params[k]] += ab[k]
+            ab[k] = 0.0
 
 
 @njit
-def take_block_grad(acc, runs_block, runs_param, runs_len, out):
+def take_block_grad(acc, block_params, out):
     """Sum a group-ordered accumulator over the batch into parameter order; zero it.
 
-    The group order is a permutation made of contiguous runs (one matrix row
-    inside one group), copied run by run.
+    Column ``k`` of the group order is parameter ``block_params[k]``: reads
+    stream, writes run along the rows of the weight matrices.
     """
-    for r in range(runs_len.shape[0]):
-        _take_run(acc, runs_block, runs_param, runs_len, out, r)
+    _take_block_range(acc, block_params, out, 0, out.shape[0])
 
 
 @parallel_njit
-def take_block_grad_par(acc, runs_block, runs_param, runs_len, out):
-    """``take_block_grad`` with the runs spread over the cores (same result)."""
-    for r in prange(runs_len.shape[0]):
-        _take_run(acc, runs_block, runs_param, runs_len, out, r)
+def take_block_grad_par(acc, block_params, out):
+    """``take_block_grad`` over chunks of columns on all cores (same result)."""
+    chunk = 8192
+    n_chunks = (out.shape[0] + chunk - 1) // chunk
+    for c in prange(n_chunks):
+        _take_block_range(acc, block_params, out, c * chunk, min(out.shape[0], (c + 1) * chunk))

@@ -185,17 +185,17 @@ def fused_snap(cell_args, theta, lrn, ro, opt, xs, ys_f, ys_i, update_every, los
     which the loss (or the gradient about to be applied) stopped being
     finite, or -1. On a bad step the loop stops before changing parameters.
     """
-    (state, nxt, coef, dloc, presyn, dyn, dyn_gate, c_param, c_row, c_entry, local_entry,
+    (state, nxt, coef, dloc, presyn, dyn, run_row, run_gate, run_param, run_ptr, run_entry, local_entry,
      diagonal, seg_ptr, seg_unit, seg_gate, src, diag_entry,
      row_ptr, rows, col_ptr, col_gate, col_src, inf_ptr, plan_ptr, plan_col, plan_entry, seed_ptr, seed_local,
-     runs_block, runs_param, runs_len, J, scratch, acc, g_cell) = lrn
+     block_params, J, scratch, acc, g_cell) = lrn
     (r_params, n_out, kind, y, dy, credit, r_acc, g_read) = ro
     (o_kind, lr, momentum, nesterov, beta1, beta2, eps, clip, o_t, s0a, s0b, s1a, s1b) = opt
     updates = 0
     for t in range(xs.shape[0]):
         cell_step(cell_args, state, xs[t], nxt, coef, dloc, presyn, True)
         state[:, :] = nxt
-        form_dynamics(theta, coef, dloc, dyn_gate, c_param, c_row, c_entry, local_entry, dyn)
+        form_dynamics(theta, coef, dloc, run_row, run_gate, run_param, run_ptr, run_entry, local_entry, dyn)
         losses[t] = readout_step(r_params, n_out, kind, state, ys_f[t], ys_i[t], y, dy, credit, r_acc)
         if not np.isfinite(losses[t]):
             return updates, t
@@ -209,7 +209,7 @@ def fused_snap(cell_args, theta, lrn, ro, opt, xs, ys_f, ys_i, update_every, los
             if diagonal:
                 take_grad(acc, g_cell)
             else:
-                take_block_grad(acc, runs_block, runs_param, runs_len, g_cell)
+                take_block_grad(acc, block_params, g_cell)
             take_vector(r_acc, g_read)
             total_sq = sum_squares(g_cell) + sum_squares(g_read)
             if not np.isfinite(total_sq):

@@ -149,6 +149,39 @@ class CellStructure:
     def n_local(self):
         return self.gate_touch.shape[1]
 
+    def dynamics_plan(self, entries=None):
+        """Index plan that forms the values of ``D`` (``_learner_kernels.form_dynamics``).
+
+        Parameters
+        ----------
+        entries : array of int, optional
+            Positions in ``dynamics`` to form; default all. Learners that read
+            only part of ``D`` (SnAp) form only that part.
+
+        Returns
+        -------
+        tuple of arrays
+            ``(run_row, run_gate, run_param, run_ptr, run_entry, local_entry)``:
+            contribution ``t`` of run ``u`` adds ``coef[run_row[u], run_gate[u]]
+            * theta[run_param[u] + t - run_ptr[u]]`` to entry ``run_entry[t]``.
+        """
+        c_param = self.dyn_contrib_param.astype(np.int64)
+        c_row = self.dyn_contrib_row.astype(np.int64)
+        c_entry = self.dyn_contrib_entry
+        if entries is not None:
+            keep = np.isin(c_entry, entries)
+            c_param, c_row, c_entry = c_param[keep], c_row[keep], c_entry[keep]
+        order = np.lexsort((c_param, c_row))
+        c_param, c_row, c_entry = c_param[order], c_row[order], c_entry[order]
+        gate = self.param_gate[c_param]
+        brk = np.ones(c_param.shape[0], dtype=bool)
+        if c_param.shape[0] > 1:
+            brk[1:] = (np.diff(c_param) != 1) | (np.diff(c_row) != 0) | (np.diff(gate) != 0)
+        starts = np.flatnonzero(brk)
+        run_ptr = np.append(starts, c_param.shape[0]).astype(np.int64)
+        return (c_row[starts].astype(np.int32), gate[starts].astype(np.int32), c_param[starts].astype(np.int64),
+                run_ptr, c_entry.astype(np.int32), self.dyn_local_entry)
+
     def immediate_pattern(self):
         """``S x P`` structure of the immediate Jacobian ``I_t``."""
         rows, cols = [], []
@@ -498,8 +531,7 @@ class Cell:
         z = np.empty((1, st.n_presyn), self.dtype)
         self.advance(s, x, out, coef, dloc, z)
         dyn = np.zeros((1, st.dynamics.nnz), self.dtype)
-        form_dynamics(self.params, coef, dloc, st.param_gate, st.dyn_contrib_param, st.dyn_contrib_row,
-                      st.dyn_contrib_entry, st.dyn_local_entry, dyn)
+        form_dynamics(self.params, coef, dloc, *st.dynamics_plan(), dyn)
         D = st.dynamics.to_scipy(dyn[0])
         rows, cols, vals = [], [], []
         params = np.arange(st.n_params)

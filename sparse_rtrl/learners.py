@@ -248,17 +248,11 @@ class _FormsDynamics:
 
     def _init_dynamics(self, entries=None):
         st = self.cell.structure
-        c_param, c_row, c_entry = st.dyn_contrib_param, st.dyn_contrib_row, st.dyn_contrib_entry
-        if entries is not None:
-            keep = np.isin(c_entry, entries)
-            c_param, c_row, c_entry = c_param[keep], c_row[keep], c_entry[keep]
-        self._dyn_plan = (st.param_gate, c_param, c_row, c_entry, st.dyn_local_entry)
+        self._dyn_plan = st.dynamics_plan(entries)
         self._dyn = np.zeros((self._B, st.dynamics.nnz), self.cell.dtype)
 
     def _form_dynamics(self):
-        gate, c_param, c_row, c_entry, local_entry = self._dyn_plan
-        self._kernel("learner", "form_dynamics")(self.cell.params, self._coef, self._dloc, gate, c_param, c_row, c_entry,
-                      local_entry, self._dyn)
+        self._kernel("learner", "form_dynamics")(self.cell.params, self._coef, self._dloc, *self._dyn_plan, self._dyn)
 
 
 class RTRL(_FormsDynamics, Learner):
@@ -587,10 +581,9 @@ class SnAp(_FormsDynamics, Learner):
     def _grad(self):
         if self.diagonal:
             return super()._grad()
-        # The accumulator is kept in group-column order; copy runs back to parameters.
-        p = self._plan
+        # The accumulator is kept in group-column order; scatter it back to parameters.
         out = np.empty(self.cell.n_params, dtype=self.cell.dtype)
-        self._kernel("snap", "take_block_grad")(self._acc, p["runs_block"], p["runs_param"], p["runs_len"], out)
+        self._kernel("snap", "take_block_grad")(self._acc, self._plan["block_params"], out)
         return out
 
     def _fused_state(self):
@@ -598,15 +591,14 @@ class SnAp(_FormsDynamics, Learner):
         if self._pending:
             self._apply(self._no_credit, False)
         p = self._plan
-        gate, c_param, c_row, c_entry, local_entry = self._dyn_plan
         seg_ptr, seg_unit, seg_gate, src = self._structure_args[:4]
         diag_entry = self._diag_entry if self.diagonal else np.zeros(0, np.int32)
         return (self._state, self._next, self._coef, self._dloc, self._presyn, self._dyn,
-                gate, c_param, c_row, c_entry, local_entry,
+                *self._dyn_plan,
                 self.diagonal, seg_ptr, seg_unit, seg_gate, src, diag_entry,
                 p["row_ptr"], p["rows"], p["col_ptr"], p["col_gate"], p["col_src"], p["inf_ptr"],
                 p["plan_ptr"], p["plan_col"], p["plan_entry"], p["seed_ptr"], p["seed_local"],
-                p["runs_block"], p["runs_param"], p["runs_len"],
+                p["block_params"],
                 self._J, self._scratch, self._acc, np.empty(self.cell.n_params, self.cell.dtype))
 
     def _after_fused(self, steps, pending):
@@ -706,19 +698,7 @@ def _snap_plan(structure, n_steps):
     seed_local = (np.searchsorted(global_keys, group_of_seed * S + seed_rows) - row_ptr[group_of_seed]).astype(np.int32)
 
     inf_ptr = np.concatenate([[0], np.cumsum(sizes * q)]).astype(np.int64)
-    # Runs of consecutive parameters inside each group, for scattering the
-    # group-ordered gradient back to parameter order.
-    bp = block_params.astype(np.int64)
-    brk = np.ones(bp.shape[0], dtype=bool)
-    if bp.shape[0] > 1:
-        brk[1:] = np.diff(bp) != 1
-    brk[col_ptr[:-1][col_ptr[:-1] < bp.shape[0]]] = True
-    runs_block = np.flatnonzero(brk)
-    runs_len = np.diff(np.append(runs_block, bp.shape[0]))
     return {
-        "runs_block": runs_block.astype(np.int64),
-        "runs_param": bp[runs_block],
-        "runs_len": runs_len.astype(np.int64),
         "block_params": block_params.astype(np.int64),
         "col_ptr": col_ptr,
         "col_gate": st.param_gate[block_params].astype(np.uint32),
