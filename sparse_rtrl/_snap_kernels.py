@@ -284,18 +284,18 @@ def snap_update_par(row_ptr, rows, col_ptr, col_gate, col_src, inf_ptr, plan_ptr
 def _snap_accumulate_stream(b, row_ptr, rows, col_ptr, inf_ptr, c, J, acc):
     Jb = J[b]
     accb = acc[b]
+    cb = c[b]
     for g in range(row_ptr.shape[0] - 1):
         r0 = row_ptr[g]
-        c0 = col_ptr[g]
-        q = col_ptr[g + 1] - c0
-        base = inf_ptr[g]
-        acc_g = accb[c0:c0 + q]
+        c0 = uint64(col_ptr[g])
+        q = uint64(col_ptr[g + 1]) - c0
+        base = uint64(inf_ptr[g])
         for a in range(row_ptr[g + 1] - r0):
-            ck = c[b, rows[r0 + a]]
+            ck = cb[rows[r0 + a]]
             if ck != 0.0:
-                row = Jb[base + a * q:base + (a + 1) * q]
+                o = base + uint64(a) * q
                 for cc in range(q):
-                    acc_g[cc] += ck * row[cc]
+                    accb[c0 + cc] += ck * Jb[o + cc]
 
 
 @njit
@@ -318,24 +318,23 @@ def _snap_diag_update_stream(b, seg_ptr, seg_unit, seg_gate, src, diag_entry, dy
     accb = acc[b]
     zb = z[b]
     d = dyn[b]
+    coefb = coef[b]
+    cb = c[b]
     for s in range(seg_unit.shape[0]):
         i = seg_unit[s]
         a = d[diag_entry[i]]
-        bc = coef[b, i, seg_gate[s]]
-        lo = seg_ptr[s]
-        hi = seg_ptr[s + 1]
-        Js = Jb[lo:hi]
-        ss = src[lo:hi]
+        bc = coefb[i, seg_gate[s]]
+        lo = uint64(seg_ptr[s])
+        hi = uint64(seg_ptr[s + 1])
         if accumulate:
-            ci = c[b, i]
-            As = accb[lo:hi]
-            for p in range(hi - lo):
-                v = a * Js[p] + bc * zb[ss[p]]
-                Js[p] = v
-                As[p] += ci * v
+            ci = cb[i]
+            for p in range(lo, hi):
+                v = a * Jb[p] + bc * zb[src[p]]
+                Jb[p] = v
+                accb[p] += ci * v
         else:
-            for p in range(hi - lo):
-                Js[p] = a * Js[p] + bc * zb[ss[p]]
+            for p in range(lo, hi):
+                Jb[p] = a * Jb[p] + bc * zb[src[p]]
 
 
 @njit(gather=True)
@@ -359,15 +358,14 @@ def snap_diag_update_par(seg_ptr, seg_unit, seg_gate, src, diag_entry, dyn, coef
 
 @njit
 def _snap_diag_accumulate_stream(b, seg_ptr, seg_unit, c, J, acc):
+    Jb = J[b]
+    accb = acc[b]
+    cb = c[b]
     for s in range(seg_unit.shape[0]):
-        ci = c[b, seg_unit[s]]
+        ci = cb[seg_unit[s]]
         if ci != 0.0:
-            lo = seg_ptr[s]
-            hi = seg_ptr[s + 1]
-            Js = J[b, lo:hi]
-            As = acc[b, lo:hi]
-            for p in range(hi - lo):
-                As[p] += ci * Js[p]
+            for p in range(uint64(seg_ptr[s]), uint64(seg_ptr[s + 1])):
+                accb[p] += ci * Jb[p]
 
 
 @njit

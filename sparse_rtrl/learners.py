@@ -595,7 +595,8 @@ class SnAp(_FormsDynamics, Learner):
         diag_entry = self._diag_entry if self.diagonal else np.zeros(0, np.int32)
         return (self._state, self._next, self._coef, self._dloc, self._presyn, self._dyn,
                 *self._dyn_plan,
-                self.diagonal, seg_ptr, seg_unit, seg_gate, src, diag_entry,
+                # True or None: a type, not a value (see _train_kernels.snap_step)
+                True if self.diagonal else None, seg_ptr, seg_unit, seg_gate, src, diag_entry,
                 p["row_ptr"], p["rows"], p["col_ptr"], p["col_gate"], p["col_src"], p["inf_ptr"],
                 p["plan_ptr"], p["plan_col"], p["plan_entry"], p["seed_ptr"], p["seed_local"],
                 p["block_params"],
