@@ -231,16 +231,20 @@ def _block_store(Jb, work, base, q, r, c0, rows, r0, cb, accb, accumulate):
 
 
 @njit
-def _snap_update_stream(b, row_ptr, rows, col_ptr, col_gate, col_src, inf_ptr, plan_ptr, plan_col, plan_entry,
-                        seed_ptr, seed_local, dyn, coef, z, c, J, scratch, acc, accumulate):
+def _snap_update_groups(b, g_lo, g_hi, row_ptr, rows, col_ptr, col_gate, col_src, inf_ptr, plan_ptr, plan_col,
+                        plan_entry, seed_ptr, seed_local, dyn, coef, z, c, J, work, acc, accumulate):
+    """The update of groups ``g_lo:g_hi`` of stream ``b``, with ``work`` as scratch.
+
+    A group reads and writes only its own block and its own columns of the
+    accumulator, so disjoint ranges of groups can run on different cores.
+    """
     Jb = J[b]
-    work = scratch[b]
     d = dyn[b]
     cb = c[b]
     zb = z[b]
     coefb = coef[b]
     accb = acc[b]
-    for g in range(row_ptr.shape[0] - 1):
+    for g in range(g_lo, g_hi):
         r0 = row_ptr[g]
         r = row_ptr[g + 1] - r0
         c0 = uint64(col_ptr[g])
@@ -265,19 +269,35 @@ def snap_update(row_ptr, rows, col_ptr, col_gate, col_src, inf_ptr, plan_ptr, pl
 
     ``J`` (B, mask_size) holds each group's block row-major at ``inf_ptr[g]``.
     ``acc`` (B, P) is in group-column order. ``scratch`` (B, max block size).
-    Every inner loop runs over a slice with the bare loop index so that it
-    compiles to contiguous vector code (see ``_jit``).
     """
+    G = row_ptr.shape[0] - 1
     for b in range(J.shape[0]):
-        _snap_update_stream(b, row_ptr, rows, col_ptr, col_gate, col_src, inf_ptr, plan_ptr, plan_col, plan_entry, seed_ptr, seed_local, dyn, coef, z, c, J, scratch, acc, accumulate)
+        _snap_update_groups(b, 0, G, row_ptr, rows, col_ptr, col_gate, col_src, inf_ptr, plan_ptr, plan_col,
+                            plan_entry, seed_ptr, seed_local, dyn, coef, z, c, J, scratch[b], acc, accumulate)
 
 
 @parallel_njit()
 def snap_update_par(row_ptr, rows, col_ptr, col_gate, col_src, inf_ptr, plan_ptr, plan_col, plan_entry,
-                seed_ptr, seed_local, dyn, coef, z, c, J, scratch, acc, accumulate):
+                    seed_ptr, seed_local, dyn, coef, z, c, J, scratch, acc, accumulate):
     """``snap_update`` with the streams spread over the cores (same result)."""
+    G = row_ptr.shape[0] - 1
     for b in prange(J.shape[0]):
-        _snap_update_stream(b, row_ptr, rows, col_ptr, col_gate, col_src, inf_ptr, plan_ptr, plan_col, plan_entry, seed_ptr, seed_local, dyn, coef, z, c, J, scratch, acc, accumulate)
+        _snap_update_groups(b, 0, G, row_ptr, rows, col_ptr, col_gate, col_src, inf_ptr, plan_ptr, plan_col,
+                            plan_entry, seed_ptr, seed_local, dyn, coef, z, c, J, scratch[b], acc, accumulate)
+
+
+@parallel_njit()
+def snap_update_split(chunk_ptr, row_ptr, rows, col_ptr, col_gate, col_src, inf_ptr, plan_ptr, plan_col,
+                      plan_entry, seed_ptr, seed_local, dyn, coef, z, c, J, scratch, acc, accumulate):
+    """``snap_update`` with each stream's groups spread over the cores, in the
+    chunks ``chunk_ptr`` (same result). ``scratch`` is (chunks, max block size):
+    one per chunk. For one large stream, where there are no streams to spread.
+    """
+    for b in range(J.shape[0]):
+        for k in prange(chunk_ptr.shape[0] - 1):
+            _snap_update_groups(b, chunk_ptr[k], chunk_ptr[k + 1], row_ptr, rows, col_ptr, col_gate, col_src,
+                                inf_ptr, plan_ptr, plan_col, plan_entry, seed_ptr, seed_local, dyn, coef, z, c, J,
+                                scratch[k], acc, accumulate)
 
 
 @njit
@@ -313,14 +333,15 @@ def snap_accumulate_par(row_ptr, rows, col_ptr, inf_ptr, c, J, acc):
 
 
 @njit(gather=True)
-def _snap_diag_update_stream(b, seg_ptr, seg_unit, seg_gate, src, diag_entry, dyn, coef, z, c, J, acc, accumulate):
+def _snap_diag_update_segments(b, s_lo, s_hi, seg_ptr, seg_unit, seg_gate, src, diag_entry, dyn, coef, z, c, J, acc,
+                               accumulate):
     Jb = J[b]
     accb = acc[b]
     zb = z[b]
     d = dyn[b]
     coefb = coef[b]
     cb = c[b]
-    for s in range(seg_unit.shape[0]):
+    for s in range(s_lo, s_hi):
         i = seg_unit[s]
         a = d[diag_entry[i]]
         bc = coefb[i, seg_gate[s]]
@@ -346,14 +367,16 @@ def snap_diag_update(seg_ptr, seg_unit, seg_gate, src, diag_entry, dyn, coef, z,
     (Menick et al.: SnAp-1 costs what a BPTT step costs).
     """
     for b in range(J.shape[0]):
-        _snap_diag_update_stream(b, seg_ptr, seg_unit, seg_gate, src, diag_entry, dyn, coef, z, c, J, acc, accumulate)
+        _snap_diag_update_segments(b, 0, seg_unit.shape[0], seg_ptr, seg_unit, seg_gate, src, diag_entry, dyn, coef,
+                                   z, c, J, acc, accumulate)
 
 
 @parallel_njit(gather=True)
 def snap_diag_update_par(seg_ptr, seg_unit, seg_gate, src, diag_entry, dyn, coef, z, c, J, acc, accumulate):
     """``snap_diag_update`` with the streams spread over the cores (same result)."""
     for b in prange(J.shape[0]):
-        _snap_diag_update_stream(b, seg_ptr, seg_unit, seg_gate, src, diag_entry, dyn, coef, z, c, J, acc, accumulate)
+        _snap_diag_update_segments(b, 0, seg_unit.shape[0], seg_ptr, seg_unit, seg_gate, src, diag_entry, dyn, coef,
+                                   z, c, J, acc, accumulate)
 
 
 @njit

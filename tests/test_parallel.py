@@ -44,11 +44,60 @@ def test_parallel_equals_serial(name, cell, batch, seed, dtype):
         np.testing.assert_array_equal(a, b)
 
 
+@given(cell=cells(), n=st.integers(2, 3), chunks=st.integers(1, 7), seed=st.integers(0, 1000),
+       dtype=st.sampled_from([np.float32, np.float64]))
+def test_one_stream_split_over_cores_equals_serial(cell, n, chunks, seed, dtype):
+    """SnAp-n on one stream with parallel=True cuts its groups into chunks
+    updated in parallel: same numbers as the serial update, bit for bit."""
+    from unittest import mock
+
+    import sparse_rtrl.learners as learners
+
+    with mock.patch.object(learners, "_split_chunks", lambda: chunks):
+        _check_split_equals_serial(cell.astype(dtype), n, seed)
+
+
+def _check_split_equals_serial(cell, n, seed):
+    rng = np.random.default_rng(seed)
+    xs = rng.normal(size=(5, cell.n_in))
+    cs = rng.normal(size=(5, cell.n_state))
+    results = []
+    for parallel in (False, True):
+        learner = sr.SnAp(cell, n, parallel=parallel)
+        if parallel and not learner.diagonal:
+            assert learner._split and learner._scratch.shape[0] == learner._chunk_ptr.shape[0] - 1 >= 1
+        out = []
+        for t in range(5):
+            out.append(learner.forward(xs[t]))
+            if t != 1:
+                learner.backward(cs[t])
+            if t == 2:
+                out.append(learner.grad())
+        out.append(learner.grad())
+        out.append(learner.influence().toarray())
+        results.append(out)
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_equal_chunks_cover_every_item_once():
+    from sparse_rtrl.learners import _equal_chunks
+
+    work = np.array([5, 1, 1, 1, 9, 2, 2, 0, 3])
+    for k in range(1, 12):
+        ptr = _equal_chunks(work, k)
+        assert ptr[0] == 0 and ptr[-1] == work.shape[0]
+        assert np.all(np.diff(ptr) > 0) and ptr.shape[0] - 1 <= k
+    assert _equal_chunks(np.array([7]), 4).tolist() == [0, 1]
+
+
 def test_parallel_default_depends_on_work():
     small = sr.GRU(2, 4, seed=0)
     big = sr.GRU(8, 256, density=0.1, seed=0)
     assert sr.SnAp(small, 1, batch_size=8).parallel is False
     assert sr.SnAp(big, 1, batch_size=8).parallel is True
-    assert sr.SnAp(big, 1).parallel is False  # one stream: nothing to spread
+    assert sr.SnAp(big, 1).parallel is False  # one stream of SnAp-1: bound by memory, kept on one core
+    assert sr.SnAp(big, 2).parallel is True  # one large stream of SnAp-2: its groups are split
+    assert sr.SnAp(small, 2).parallel is False
     with pytest.raises(TypeError, match="parallel"):
         sr.SnAp(small, 1, batch_size=2, parallel="yes")
