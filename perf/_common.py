@@ -104,6 +104,22 @@ def online_run(learner, xs, cs, grad_every=1):
     return run
 
 
+def continue_run(learner, xs, cs):
+    """A function that runs ``len(xs)`` more online steps (``forward`` +
+    ``backward`` + ``grad``) continuing the learner's sequence: no ``reset()``
+    in the timed region (for large influences, whose reset is a memset of
+    the whole matrix, not part of a step)."""
+    n = xs.shape[0]
+
+    def run():
+        for t in range(n):
+            learner.forward(xs[t])
+            learner.backward(cs[t])
+            learner.grad()
+
+    return run
+
+
 def time_online(learner, xs, cs, grad_every=1, repeats=3, warmup=1):
     """Median seconds per online step over ``len(xs)`` steps from ``reset()`` (see
     ``online_run``). ``len(xs)`` should be a multiple of ``grad_every`` so that
@@ -223,8 +239,13 @@ def make_cell(kind, n_in, n_hidden, density, dtype=np.float32, seed=0):
     return cls(n_in, n_hidden, density=density, seed=seed, dtype=np.dtype(dtype))
 
 
-def make_learner(name, cell, batch_size=None, parallel=None):
-    """A learner from its ``name``: "SnAp-<n>", "RTRL", "TBPTT(<T>)", "UORO" or "BPTT"."""
+def make_learner(name, cell, batch_size=None, parallel=False):
+    """A learner from its ``name``: "SnAp-<n>", "RTRL", "TBPTT(<T>)", "UORO" or "BPTT".
+
+    On one core unless ``parallel`` says otherwise, so that learners compared
+    in one study get the same hardware (SnAp would otherwise split a large
+    stream over both cores by default).
+    """
     import sparse_rtrl as sr
 
     kw = {"batch_size": batch_size, "parallel": parallel}

@@ -1,7 +1,8 @@
 """Per-step cost of each learner on one sparse network, with ratios.
 
 An online step is ``forward`` + ``backward`` + ``grad`` (the gradient a
-fully online learner hands the optimiser every step). TBPTT(T) hands it over
+fully online learner hands the optimiser every step); every learner on one
+core. TBPTT(T) hands it over
 at the end of each window, so its ``grad`` runs every T steps, as in
 Marschall et al.'s efficient BPTT. Ratios are against TBPTT and RTRL measured
 in the same run.
@@ -19,20 +20,6 @@ sys.path.insert(0, os.path.dirname(__file__))
 import _common  # noqa: E402
 
 import sparse_rtrl as sr  # noqa: E402
-
-
-def time_learner(learner, xs, cs, grad_every, repeats):
-    n = xs.shape[0]
-
-    def run():
-        learner.reset()
-        for t in range(n):
-            learner.forward(xs[t])
-            learner.backward(cs[t])
-            if (t + 1) % grad_every == 0:
-                learner.grad()
-
-    return _common.median_time(run, repeats) / n
 
 
 def main(argv=None):
@@ -56,17 +43,11 @@ def main(argv=None):
     xs = rng.normal(size=(steps, cell.n_in)).astype(cell.dtype)
     cs = rng.normal(size=(steps, cell.n_state)).astype(cell.dtype)
 
-    learners = [
-        (sr.TBPTT(cell, args.truncation), args.truncation),
-        (sr.SnAp(cell, 1), 1),
-        (sr.SnAp(cell, 2), 1),
-        (sr.SnAp(cell, 3), 1),
-        (sr.UORO(cell, seed=0), 1),
-        (sr.RTRL(cell), 1),
-    ]
+    names = [f"TBPTT({args.truncation})", "SnAp-1", "SnAp-2", "SnAp-3", "UORO", "RTRL"]
+    learners = [(_common.make_learner(name, cell), _common.grad_every_name(name)) for name in names]
     rows = []
     for learner, every in learners:
-        sec = time_learner(learner, xs, cs, every, repeats)
+        sec = _common.time_online(learner, xs, cs, every, repeats)
         rows.append({"learner": learner.name, "us_per_step": sec * 1e6, "state_bytes": learner.nbytes})
     base = {r["learner"]: r["us_per_step"] for r in rows}
     tb = base[f"TBPTT({args.truncation})"]
