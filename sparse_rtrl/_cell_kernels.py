@@ -31,7 +31,7 @@ Kernels never validate: the public wrappers in ``cells.py`` do.
 """
 
 import numpy as np
-from numba import prange, types
+from numba import prange, types, uint64
 from numba.extending import overload
 
 from ._jit import njit, parallel_njit
@@ -131,7 +131,7 @@ def _dense_dot4(r0, r1, r2, r3, v):
 @njit(gather=True)
 def _sparse_dot(indptr, indices, data, i, v):
     acc = data.dtype.type(0.0)
-    for e in range(indptr[i], indptr[i + 1]):
+    for e in range(uint64(indptr[i]), uint64(indptr[i + 1])):
         acc += data[e] * v[indices[e]]
     return acc
 
@@ -142,7 +142,7 @@ def _sparse_dot3(indptr, indices, d0, d1, d2, i, v):
     a0 = d0.dtype.type(0.0)
     a1 = a0
     a2 = a0
-    for e in range(indptr[i], indptr[i + 1]):
+    for e in range(uint64(indptr[i]), uint64(indptr[i + 1])):
         vj = v[indices[e]]
         a0 += d0[e] * vj
         a1 += d1[e] * vj
@@ -157,7 +157,7 @@ def _sparse_dot4(indptr, indices, d0, d1, d2, d3, i, v):
     a1 = a0
     a2 = a0
     a3 = a0
-    for e in range(indptr[i], indptr[i + 1]):
+    for e in range(uint64(indptr[i]), uint64(indptr[i + 1])):
         vj = v[indices[e]]
         a0 += d0[e] * vj
         a1 += d1[e] * vj

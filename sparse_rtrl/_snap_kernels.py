@@ -408,12 +408,12 @@ def snap_diag_accumulate_par(seg_ptr, seg_unit, c, J, acc):
 @njit
 def _take_block_range(acc, block_params, out, lo, hi):
     a0 = acc[0]
-    for k in range(lo, hi):
+    for k in range(uint64(lo), uint64(hi)):
         out[block_params[k]] = a0[k]
         a0[k] = 0.0
     for b in range(1, acc.shape[0]):
         ab = acc[b]
-        for k in range(lo, hi):
+        for k in range(uint64(lo), uint64(hi)):
             out[block_params[k]] += ab[k]
             ab[k] = 0.0
 
