@@ -208,10 +208,13 @@ class Learner:
             ``influence`` (influence matrix or its factors), ``traces``
             (other per-stream estimator state), ``history`` (stored trajectory),
             ``plan`` (index plans built once), ``workspace`` (state, per-step
-            buffers, accumulator). Measured from the arrays, not estimated.
+            buffers, accumulator). Measured from the arrays, not estimated:
+            each buffer is counted once however many views of it the learner
+            keeps, and buffers the cell owns (its parameters and structure)
+            are not counted.
         """
         out = {"influence": 0, "traces": 0, "history": 0, "plan": 0, "workspace": 0}
-        seen = set()
+        seen = {id(a) for a in _arrays((self.cell.params, vars(self.cell.structure), self.cell.kernel_args))}
         for part, names in self._memory_parts.items():
             for name in names:
                 for arr in _arrays(getattr(self, name, None)):
@@ -236,7 +239,11 @@ class Learner:
 
 
 def _arrays(value):
+    """The distinct memory buffers reachable from ``value``: each array is
+    followed down its ``.base`` chain to the array that owns the memory."""
     if isinstance(value, np.ndarray):
+        while isinstance(value.base, np.ndarray):
+            value = value.base
         yield value
     elif isinstance(value, (tuple, list)):
         for v in value:
