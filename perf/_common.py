@@ -315,9 +315,8 @@ class CappedTimer:
         row.update(status="skipped", reason=reason)
         return row
 
-    def measure(self, name, cell, xs, cs, key):
-        """One row for learner ``name`` on ``cell`` with inputs ``xs``/credits ``cs``
-        (at least ``steps`` of each)."""
+    def _prepare(self, name, cell, xs, cs, key):
+        """Row for learner ``name``, and a timed run for it (None if skipped)."""
         mb = 1024.0 ** 2
         est = estimate_learner(name, cell)
         row = {"learner": name, **dict.fromkeys(self.FIELDS, "")}
@@ -329,9 +328,9 @@ class CappedTimer:
                    mask_size=est["mask_size"] if est["mask_size"] is not None else "")
         if name == "RTRL" and est["influence_bytes"] / mb > self.rtrl_max_mb:
             return self._skip(row, f"memory: RTRL influence {est['influence_bytes'] / mb:.0f} MB "
-                                   f"> --rtrl-max-mb {self.rtrl_max_mb:g}")
+                                   f"> --rtrl-max-mb {self.rtrl_max_mb:g}"), None
         if est["bytes"] / mb > self.max_mb:
-            return self._skip(row, f"memory: estimated {est['bytes'] / mb:.0f} MB > --max-mb {self.max_mb:g}")
+            return self._skip(row, f"memory: estimated {est['bytes'] / mb:.0f} MB > --max-mb {self.max_mb:g}"), None
         every = grad_every_name(name)
         min_steps = max(self.min_steps, every)
         last = self._last.get(key)
@@ -340,7 +339,7 @@ class CappedTimer:
             guess = sec * max(1.0, est["products"] / max(products, 1))
             if guess * (1 + self.repeats * min_steps) > self.max_point_s:
                 return self._skip(row, f"time: ~{guess:.2g} s/step (scaled from {where}) x "
-                                       f"{1 + self.repeats * min_steps} steps > --max-point-s {self.max_point_s:g}")
+                                       f"{1 + self.repeats * min_steps} steps > --max-point-s {self.max_point_s:g}"), None
         t0 = time.perf_counter()
         learner = make_learner(name, cell)
         row["build_s"] = time.perf_counter() - t0
@@ -355,17 +354,34 @@ class CappedTimer:
         if probe * self.repeats * min_steps > self.max_point_s:
             self._last[key] = (probe, est["products"], "probe")
             return self._skip(row, f"time: one step took {probe:.2g} s; {self.repeats} x {min_steps} steps "
-                                   f"> --max-point-s {self.max_point_s:g}")
+                                   f"> --max-point-s {self.max_point_s:g}"), None
         steps = int(min(self.steps, max(min_steps, self.max_point_s / (self.repeats * probe))))
         steps = max(every, steps // every * every)
-        warmup = 1 if probe * steps < 1.0 else 0
-        sec = time_online(learner, xs[:steps], cs[:steps], every, self.repeats, warmup=warmup)
-        mem = learner.memory()
-        self._last[key] = (sec, est["products"], f"{sec * 1e6:.3g} us at the previous point")
-        row.update(status="ok", us_per_step=sec * 1e6, steps=steps, repeats=self.repeats,
-                   mem_total_mb=sum(mem.values()) / mb, mem_influence_mb=mem["influence"] / mb,
-                   mask_size=getattr(learner, "mask_size", ""))
-        return row
+        row.update(steps=steps, repeats=self.repeats, mask_size=getattr(learner, "mask_size", ""),
+                   _learner=learner, _products=est["products"], _round_s=probe * steps)
+        return row, online_run(learner, xs[:steps], cs[:steps], every)
+
+    def measure_point(self, names, cell, xs, cs, keys):
+        """Rows for learners ``names`` on ``cell`` (inputs ``xs``, credits ``cs``,
+        at least ``steps`` of each); ``keys[i]`` names the series of learner i
+        for the time estimates. The learners that are built take turns in
+        every repeat (``interleaved_medians``), so that the drifts of a shared
+        machine hit all of them alike and their ratios hold."""
+        mb = 1024.0 ** 2
+        prepared = [self._prepare(name, cell, xs, cs, key) for name, key in zip(names, keys)]
+        timed = [(row, run, key) for (row, run), key in zip(prepared, keys) if run is not None]
+        if timed:
+            # One warm-up round unless a round would take more than two seconds.
+            warmup = 1 if sum(r.pop("_round_s") for r, _, _ in timed) < 2.0 else 0
+            secs = interleaved_medians([run for _, run, _ in timed], self.repeats, warmup=warmup)
+            for (row, _, key), sec in zip(timed, secs):
+                learner = row.pop("_learner")
+                per_step = sec / row["steps"]
+                mem = learner.memory()
+                self._last[key] = (per_step, row.pop("_products"), f"{per_step * 1e6:.3g} us at the previous point")
+                row.update(status="ok", us_per_step=per_step * 1e6, mem_total_mb=sum(mem.values()) / mb,
+                           mem_influence_mb=mem["influence"] / mb)
+        return [row for row, _ in prepared]
 
 
 def grad_every_name(name):

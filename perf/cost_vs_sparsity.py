@@ -130,10 +130,11 @@ def main(argv=None):
             cell = _common.make_cell(kind, args.n_in, args.n, density, dtype)
             xs = rng.normal(size=(args.steps, cell.n_in)).astype(dtype)
             cs = rng.normal(size=(args.steps, cell.n_state)).astype(dtype)
-            for name in learners:
-                row = {"cell": kind, "n": args.n, "density": density, "dtype": args.dtype, "learner": name,
+            point = {"cell": kind, "n": args.n, "density": density, "dtype": args.dtype,
                        "n_params": cell.n_params, "n_state": cell.n_state}
-                row.update(timer.measure(name, cell, xs, cs, key=(kind, name)))
+            measured = timer.measure_point(learners, cell, xs, cs, keys=[(kind, name) for name in learners])
+            for name, result in zip(learners, measured):
+                row = {**point, "learner": name, **result}
                 rows.append(row)
                 what = (f"{row['us_per_step']:.4g} us/step, {row['mem_total_mb']:.3g} MB"
                         if row["status"] == "ok" else f"skipped ({row['reason']})")
