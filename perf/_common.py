@@ -127,10 +127,11 @@ def time_online(learner, xs, cs, grad_every=1, repeats=3, warmup=1):
     return median_time(online_run(learner, xs, cs, grad_every), repeats, warmup=warmup) / xs.shape[0]
 
 
-def interleaved_medians(fns, repeats, warmup=1):
-    """Median wall time of each of ``fns`` over ``repeats`` rounds, the functions
+def interleaved_times(fns, repeats, warmup=1):
+    """Wall times of each of ``fns`` over ``repeats`` rounds, the functions
     taking turns within each round, so that slow drifts of a shared machine
-    hit all of them alike (for ratios between them)."""
+    hit all of them alike (for ratios between them). Returns one list of
+    times per function."""
     for fn in fns:
         for _ in range(warmup):
             fn()
@@ -140,7 +141,12 @@ def interleaved_medians(fns, repeats, warmup=1):
             t0 = time.perf_counter()
             fn()
             ts.append(time.perf_counter() - t0)
-    return [statistics.median(ts) for ts in times]
+    return times
+
+
+def interleaved_medians(fns, repeats, warmup=1):
+    """Median of each of ``interleaved_times``."""
+    return [statistics.median(ts) for ts in interleaved_times(fns, repeats, warmup)]
 
 
 def plan_products(learner):

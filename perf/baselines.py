@@ -30,6 +30,7 @@ the dense baseline).
 """
 
 import os
+import statistics
 import sys
 
 import numpy as np
@@ -105,9 +106,10 @@ def compare_dense(args, rng, repeats):
     # (changing OpenBLAS's thread count between calls would charge it for
     # restarting its threads).
     _common.blas_threads(1)
-    sec = _common.interleaved_medians([_common.online_run(learner, xs, cs), dense], repeats)
-    ours = sec[0] / steps
-    times = {1: sec[1] / dense_steps}
+    rounds = _common.interleaved_times([_common.online_run(learner, xs, cs), dense], repeats)
+    ours = statistics.median(rounds[0]) / steps
+    times = {1: statistics.median(rounds[1]) / dense_steps}
+    per_round = [(td / dense_steps) / (to / steps) for to, td in zip(*rounds)]
     ours_all = None
     if threads_all > 1:
         # Not interleaved: OpenBLAS's threads keep spinning after each call and
@@ -122,6 +124,9 @@ def compare_dense(args, rng, repeats):
         _row("a", label, "dense-masked SnAp-2, numpy, BLAS 1 thread (update + gradient only)", times[1],
              times[1] / ours, ">= 100x faster", times[1] / ours >= 100),
     ]
+    for row in rows:
+        row["ratio_per_round_min"] = min(per_round)
+        row["ratio_per_round_max"] = max(per_round)
     for threads, sec in times.items():
         if threads != 1:
             rows.append(_row("a", label, f"SnAp-2 (ours, split over {threads} cores; information)", ours_all,
@@ -140,17 +145,26 @@ def compare_learners(part, kind_n, density, names, n_in, steps, repeats, rng, ta
     cs = rng.normal(size=(steps, cell.n_state)).astype(cell.dtype)
     learners = [_common.make_learner(name, cell) for name in names]
     runs = [_common.online_run(lrn, xs, cs, _common.grad_every_name(name)) for lrn, name in zip(learners, names)]
-    sec = dict(zip(names, (t / steps for t in _common.interleaved_medians(runs, repeats))))
+    times = _common.interleaved_times(runs, repeats)
+    sec = dict(zip(names, (statistics.median(t) / steps for t in times)))
     label = f"GRU n={kind_n} d={density}"
     a, b = names
     ratio = sec[b] / sec[a]
-    return [_row(part, label, a, sec[a], 1.0), _row(part, label, b, sec[b], ratio, target, better(ratio))]
+    rows = [_row(part, label, a, sec[a], 1.0), _row(part, label, b, sec[b], ratio, target, better(ratio))]
+    # Per round, the same ratio: its spread shows the shared machine's phases
+    # (a neighbour on the other hyperthread slows cache-resident code most).
+    per_round = [tb / ta for ta, tb in zip(*times)]
+    for row in rows:
+        row["ratio_per_round_min"] = min(per_round)
+        row["ratio_per_round_max"] = max(per_round)
+    return rows
 
 
 def _row(part, network, method, sec, ratio, target="", met=""):
     """``ratio``: this method's time / the part's first method's time."""
     return {"part": part, "network": network, "method": method, "us_per_step": sec * 1e6,
-            "time_ratio_vs_first": ratio, "target": target, "target_met": met}
+            "time_ratio_vs_first": ratio, "target": target, "target_met": met,
+            "ratio_per_round_min": "", "ratio_per_round_max": ""}
 
 
 def plot(rows, path, title):
@@ -188,7 +202,7 @@ def main(argv=None):
     args.n_dense, args.n_rtrl, args.n_tbptt = 256, 128, 1024
     if args.quick:
         args.n_dense, args.n_rtrl, args.n_tbptt, args.steps, args.dense_steps = 32, 32, 64, 16, 4
-    repeats = args.repeats or (2 if args.quick else 7)
+    repeats = args.repeats or (2 if args.quick else 15)
     rng = np.random.default_rng(0)
 
     # Compile (or load) every kernel used below on a tiny cell first.
@@ -217,6 +231,9 @@ def main(argv=None):
     for r in rows:
         first.setdefault(r["part"], r)
     a, b, c = by["a"], by["b"], by["c"]
+    print("  (the ratio of medians; per round of the interleaved repeats it ranged over "
+          + ", ".join(f"({p}) {by[p]['ratio_per_round_min']:.3g}-{by[p]['ratio_per_round_max']:.3g}x" for p in "abc")
+          + ": this shared machine has slow phases that hit cache-resident code hardest)")
     print(f"  (a) ours is {a['time_ratio_vs_first']:.3g}x faster than the dense numpy SnAp-2 on {a['network']} "
           f"(target >= 100x: {'met' if a['target_met'] else 'NOT met'}); the baseline is charged only for its "
           f"influence update and gradient, ours for forward + backward + grad")

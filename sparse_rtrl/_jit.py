@@ -15,10 +15,22 @@ reassociation out, for kernels dominated by indexed loads (CSR products,
 which we measured 2.5x slower than scalar code on our machines (CSR mat-vec,
 n = 128..2048: 0.25 vs 0.6-0.7 G entries/s).
 
-Loops meant to stream must index a slice with the bare loop variable
-(``row = a[s:s + q]; row[i]``): an index like ``a[s + i]`` goes through
-numba's negative-index wraparound, which hides the contiguity from LLVM and
-turns the loop into gathers (measured 6x slower).
+Habits the kernels follow, each measured on this project's machine:
+
+- Indices and loop bounds that LLVM cannot prove non-negative keep numba's
+  negative-index wraparound in the loop, which hides contiguity and stops
+  vectorisation (6x slower). Index with unsigned offsets
+  (``a[base + cc]`` with ``base = uint64(...)``, ``range(uint64(lo),
+  uint64(hi))``) or a slice indexed by the bare loop variable.
+- A slice made inside a branch keeps its reference counting, an atomic
+  operation per slice: in hot loops use unsigned offsets instead.
+- A flag that selects a code path is passed as ``True`` or ``None`` (two
+  types), so each compiled kernel holds only the path it runs: a run-time
+  branch between two large paths measured 1.4-3x slower.
+- A loop that touches more than eight memory ranges exceeds the overlap
+  checks LLVM makes before vectorising, and stays scalar.
+- Numba's slice assignment (``a[:] = b``) takes a generic path: plain loops
+  are faster for the copies kernels make every step.
 """
 
 import functools

@@ -101,3 +101,37 @@ def test_parallel_default_depends_on_work():
     assert sr.SnAp(small, 2).parallel is False
     with pytest.raises(TypeError, match="parallel"):
         sr.SnAp(small, 1, batch_size=2, parallel="yes")
+
+
+DETERMINISTIC = {k: v for k, v in LEARNERS.items() if k != "UORO"}
+
+
+@pytest.mark.parametrize("name", list(DETERMINISTIC))
+@given(cell=cells(), batch=st.integers(2, 4), parallel=st.booleans(), seed=st.integers(0, 1000),
+       dtype=st.sampled_from([np.float32, np.float64]))
+def test_batched_streams_equal_single_streams_exactly(name, cell, batch, parallel, seed, dtype):
+    """Stream b of a batch is, bit for bit, a single-stream learner driven by
+    stream b's data, and the batch's grad() is the sum of the single-stream
+    gradients in stream order. (UORO is left out: a batch draws its signs for
+    all streams in one call, so its streams see other signs than single
+    learners would.)"""
+    cell = cell.astype(dtype)
+    rng = np.random.default_rng(seed)
+    T = 4
+    xs = rng.normal(size=(T, batch, cell.n_in))
+    cs = rng.normal(size=(T, batch, cell.n_state))
+
+    def drive(learner, x, c):
+        states = []
+        for t in range(T):
+            states.append(learner.forward(x[t]))
+            learner.backward(c[t])
+        return np.array(states), learner.grad()
+
+    states_b, g_b = drive(DETERMINISTIC[name](cell, batch_size=batch, parallel=parallel), xs, cs)
+    total = np.zeros(cell.n_params, dtype)
+    for b in range(batch):
+        states_1, g_1 = drive(DETERMINISTIC[name](cell), xs[:, b], cs[:, b])
+        np.testing.assert_array_equal(states_b[:, b], states_1)
+        total = g_1.copy() if b == 0 else total + g_1
+    np.testing.assert_array_equal(g_b, total)
