@@ -390,6 +390,26 @@ class CappedTimer:
         return [row for row, _ in prepared]
 
 
+def measure_rows(timer, learners, cell, rng, steps, point, label):
+    """Time ``learners`` at one point of a study (``CappedTimer.measure_point``)
+    on fresh random inputs and credits; print a line per learner and return
+    the rows, each ``point`` plus the learner's results. ``label`` names the
+    point in the printed lines."""
+    xs = rng.normal(size=(steps, cell.n_in)).astype(cell.dtype)
+    cs = rng.normal(size=(steps, cell.n_state)).astype(cell.dtype)
+    point = {**point, "n_params": cell.n_params, "n_state": cell.n_state}
+    kind = point["cell"]
+    rows = []
+    for name, result in zip(learners, timer.measure_point(learners, cell, xs, cs,
+                                                          keys=[(kind, name) for name in learners])):
+        row = {**point, "learner": name, **result}
+        rows.append(row)
+        what = (f"{row['us_per_step']:.4g} us/step, {row['mem_total_mb']:.3g} MB"
+                if row["status"] == "ok" else f"skipped ({row['reason']})")
+        print(f"  {kind:7s} {label} {name:9s} {what}", flush=True)
+    return rows
+
+
 def grad_every_name(name):
     """Steps between ``grad()`` calls for a learner named ``name``: ``T`` for TBPTT(T), else 1."""
     return int(name[6:-1]) if name.startswith("TBPTT(") else 1

@@ -144,17 +144,9 @@ def main(argv=None):
     for kind in args.cells:
         for n in sorted(set(args.sizes)):
             cell = _common.make_cell(kind, args.n_in, n, args.density, dtype)
-            xs = rng.normal(size=(args.steps, cell.n_in)).astype(dtype)
-            cs = rng.normal(size=(args.steps, cell.n_state)).astype(dtype)
-            point = {"cell": kind, "n": n, "density": args.density, "dtype": args.dtype,
-                       "n_params": cell.n_params, "n_state": cell.n_state}
-            measured = timer.measure_point(learners, cell, xs, cs, keys=[(kind, name) for name in learners])
-            for name, result in zip(learners, measured):
-                row = {**point, "learner": name, **result}
-                rows.append(row)
-                what = (f"{row['us_per_step']:.4g} us/step, {row['mem_total_mb']:.3g} MB"
-                        if row["status"] == "ok" else f"skipped ({row['reason']})")
-                print(f"  {kind:7s} n={n:<5d} {name:9s} {what}", flush=True)
+            rows += _common.measure_rows(timer, learners, cell, rng, args.steps,
+                                         {"cell": kind, "n": n, "density": args.density, "dtype": args.dtype},
+                                         f"n={n:<5d}")
     add_ratios(rows)
     fit_rows = fits(rows, args.cells, learners, args.fit_min_mask)
 

@@ -128,17 +128,9 @@ def main(argv=None):
     for kind in args.cells:
         for density in densities:
             cell = _common.make_cell(kind, args.n_in, args.n, density, dtype)
-            xs = rng.normal(size=(args.steps, cell.n_in)).astype(dtype)
-            cs = rng.normal(size=(args.steps, cell.n_state)).astype(dtype)
-            point = {"cell": kind, "n": args.n, "density": density, "dtype": args.dtype,
-                       "n_params": cell.n_params, "n_state": cell.n_state}
-            measured = timer.measure_point(learners, cell, xs, cs, keys=[(kind, name) for name in learners])
-            for name, result in zip(learners, measured):
-                row = {**point, "learner": name, **result}
-                rows.append(row)
-                what = (f"{row['us_per_step']:.4g} us/step, {row['mem_total_mb']:.3g} MB"
-                        if row["status"] == "ok" else f"skipped ({row['reason']})")
-                print(f"  {kind:7s} density {density:<5g} {name:9s} {what}", flush=True)
+            rows += _common.measure_rows(timer, learners, cell, rng, args.steps,
+                                         {"cell": kind, "n": args.n, "density": density, "dtype": args.dtype},
+                                         f"density {density:<5g}")
     add_ratios(rows)
 
     print()
