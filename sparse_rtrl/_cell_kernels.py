@@ -239,19 +239,38 @@ def _fill_presyn(h, x, z):
     z[n + n_in] = 1.0
 
 
+def activation(linear, a):
+    """``(phi(a), phi'(a))``: tanh, or the identity when ``linear`` is True
+    (``linear`` is True or None: the choice is made at compile time)."""
+    raise NotImplementedError
+
+
+@overload(activation, jit_options={"cache": True})
+def _activation_impl(linear, a):
+    if isinstance(linear, types.Boolean):
+        return lambda linear, a: (a, a - a + 1)
+    return lambda linear, a: _tanh_and_slope(a)
+
+
+@njit
+def _tanh_and_slope(a):
+    t = fast_tanh(a)
+    return t, 1 - t * t
+
+
 @njit(gather=True)
 def _vanilla_stream(args, s_prev, x, s_next, coef, dloc, presyn, want_jacobians, bb):
-    (W_ptr, W_idx, W_val, U_ptr, U_idx, U_val, b, alpha) = args
+    (W_ptr, W_idx, W_val, U_ptr, U_idx, U_val, b, alpha, linear) = args
     n = s_prev.shape[1]
     one = s_prev.dtype.type(1.0)
     h = s_prev[bb]
     xb = x[bb]
     for i in range(n):
         a = b[i] + row_dot(W_ptr, W_idx, W_val, i, h) + row_dot(U_ptr, U_idx, U_val, i, xb)
-        t = fast_tanh(a)
+        t, slope = activation(linear, a)
         s_next[bb, i] = (one - alpha) * h[i] + alpha * t
         if want_jacobians:
-            coef[bb, i, 0] = alpha * (one - t * t)
+            coef[bb, i, 0] = alpha * slope
             dloc[bb, i, 0, 0] = one - alpha
     if want_jacobians:
         _fill_presyn(h, xb, presyn[bb])

@@ -23,14 +23,16 @@ ADAM = 1
 
 
 @njit
-def readout_step(params, n_out, kind, s, target_f, target_i, y, dy, credit, gacc):
+def readout_step(params, feedback, n_out, kind, s, target_f, target_i, y, dy, credit, gacc):
     """Linear readout ``y = V h + c`` of every stream, its loss and credit.
 
     ``params`` holds ``V`` (n_out x n_hidden, row-major) then ``c``; ``h`` is
     the first ``n_hidden`` entries of each state. Writes ``y`` (B, n_out) and
-    ``credit`` (B, S) = dL/ds (zero beyond ``h``), adds dL/dparams to ``gacc``
-    and returns the loss summed over the batch (float64). ``dy`` (n_out) is
-    work space.
+    ``credit`` (B, S) = ``feedback^T dL/dy`` (zero beyond ``h``), adds
+    dL/dparams to ``gacc`` and returns the loss summed over the batch
+    (float64). ``feedback`` (n_out * n_hidden, row-major) is ``V`` itself for
+    the true credit dL/ds, or fixed random weights (feedback alignment).
+    ``dy`` (n_out) is work space.
 
     ``kind`` 0: ``L = 0.5 |y - target_f|^2``; 1: softmax cross-entropy with
     class ``target_i``, in nats (computed in float64, shifted by the max).
@@ -72,7 +74,7 @@ def readout_step(params, n_out, kind, s, target_f, target_i, y, dy, credit, gacc
         for j in range(n_out):
             d = dy[j]
             gb[j] += d
-            row = V[j * n_hidden:(j + 1) * n_hidden]
+            row = feedback[j * n_hidden:(j + 1) * n_hidden]
             grow = gV[j * n_hidden:(j + 1) * n_hidden]
             for i in range(n_hidden):
                 ch[i] += row[i] * d
@@ -190,14 +192,14 @@ def fused_snap(cell_args, theta, lrn, ro, opt, xs, ys_f, ys_i, update_every, los
      diagonal, seg_ptr, seg_unit, seg_gate, src, diag_entry,
      row_ptr, rows, col_ptr, col_gate, col_src, inf_ptr, plan_ptr, plan_col, plan_entry, seed_ptr, seed_local,
      block_params, J, scratch, acc, g_cell) = lrn
-    (r_params, n_out, kind, y, dy, credit, r_acc, g_read) = ro
+    (r_params, r_feedback, n_out, kind, y, dy, credit, r_acc, g_read) = ro
     (o_kind, lr, momentum, nesterov, beta1, beta2, eps, clip, o_t, s0a, s0b, s1a, s1b) = opt
     updates = 0
     for t in range(xs.shape[0]):
         cell_step(cell_args, state, xs[t], nxt, coef, dloc, presyn, True)
         state[:, :] = nxt
         form_dynamics(theta, coef, dloc, run_row, run_gate, run_param, run_ptr, run_entry, local_entry, dyn)
-        losses[t] = readout_step(r_params, n_out, kind, state, ys_f[t], ys_i[t], y, dy, credit, r_acc)
+        losses[t] = readout_step(r_params, r_feedback, n_out, kind, state, ys_f[t], ys_i[t], y, dy, credit, r_acc)
         if not np.isfinite(losses[t]):
             return updates, t
         snap_step(diagonal, seg_ptr, seg_unit, seg_gate, src, diag_entry,
@@ -282,6 +284,6 @@ def _cell_step_impl(args, s_prev, x, s_next, coef, dloc, presyn, want_jacobians)
 
 
 #: Lengths of the built-in cells' kernel_args tuples.
-VANILLA_ARGS = 8
+VANILLA_ARGS = 9
 GRU_ARGS = 24
 LSTM_ARGS = 30

@@ -649,7 +649,7 @@ def _touch_all(n_gates, per_unit=1):
 
 
 class VanillaRNN(Cell):
-    """Leaky vanilla RNN: ``h' = (1 - alpha) h + alpha tanh(W h + U x + b)``.
+    """Leaky vanilla RNN: ``h' = (1 - alpha) h + alpha phi(W h + U x + b)``.
 
     Parameters
     ----------
@@ -664,19 +664,25 @@ class VanillaRNN(Cell):
         Fraction of stored entries of ``U`` (default dense).
     pattern : scipy.sparse matrix, Pattern or dict, optional
         Fixed structure for ``W`` instead of a random one (see module docs).
+    activation : {"tanh", "linear"}
+        ``phi``; a linear network is useful where an exact answer is known in
+        closed form (e.g. the credit DNI should learn).
 
     Notes
     -----
     Weights, in parameter order: ``W`` (n x n, CSR), ``U`` (n x n_in), ``b``.
-    ``D = (1 - alpha) I + alpha diag(1 - tanh^2) W``.
+    ``D = (1 - alpha) I + alpha diag(phi') W``.
     """
 
     kind = "vanilla"
     gate_names = ("tanh",)
 
     def __init__(self, n_in, n_hidden, density=None, alpha=1.0, seed=0, dtype=np.float64, *,
-                 input_density=1.0, pattern=None):
+                 input_density=1.0, pattern=None, activation="tanh"):
         self.alpha = check_float(alpha, "alpha", 0.0, 1.0, low_open=True)
+        if activation not in ("tanh", "linear"):
+            raise ValueError(f"activation must be 'tanh' or 'linear', got {activation!r}")
+        self.activation = activation
         self._build(n_in, n_hidden, density, seed, dtype, input_density, pattern, True)
 
     @staticmethod
@@ -690,10 +696,13 @@ class VanillaRNN(Cell):
         return [[True]]  # the leak (1 - alpha); zero but harmless when alpha = 1
 
     def _hyperparameters(self):
-        return {"alpha": self.alpha}
+        return {"alpha": self.alpha, "activation": self.activation}
 
     def _make_kernel_args(self):
-        return (*self._matrix_arg("W"), *self._matrix_arg("U"), self.weights["b"], self.dtype.type(self.alpha))
+        # The last entry is a flag whose type picks the activation when the
+        # kernel is compiled: None for tanh, True for linear.
+        return (*self._matrix_arg("W"), *self._matrix_arg("U"), self.weights["b"], self.dtype.type(self.alpha),
+                True if self.activation == "linear" else None)
 
     @property
     def kernel(self):

@@ -152,7 +152,7 @@ def _train_fused(learner, readout, optimizer, xs, ys_f, ys_i, update_every):
 
     cell = learner.cell
     lrn = learner._fused_state()
-    ro = (readout.params, np.int64(readout.n_out), np.int64(readout.kind),
+    ro = (readout.params, readout._feedback, np.int64(readout.n_out), np.int64(readout.kind),
           np.empty((xs.shape[1], readout.n_out), cell.dtype), readout._dy,
           np.empty((xs.shape[1], cell.n_state), cell.dtype), readout._acc,
           np.empty(readout.n_params, cell.dtype))

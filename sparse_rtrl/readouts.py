@@ -28,6 +28,12 @@ class LinearReadout:
         an integer class target.
     seed : int or numpy.random.Generator
         ``V`` starts ~ N(0, 1/n_hidden); ``c`` starts at 0.
+    feedback : {"transpose", "random"}
+        How the output error reaches the state. ``"transpose"`` (default):
+        through ``V^T``, the true credit ``dL/ds``. ``"random"``: through a
+        fixed random matrix ``F`` drawn like ``V`` (feedback alignment,
+        Lillicrap et al. 2016), as random e-prop and DNIb use it. ``V`` and
+        ``c`` are trained by their true gradient either way.
 
     Attributes
     ----------
@@ -37,12 +43,12 @@ class LinearReadout:
 
     Notes
     -----
-    The credit is ``V^T dL/dy`` on ``h`` and zero on the rest of the state
-    (the LSTM's ``c``). ``step`` accumulates ``dL/dparams``; ``grad()`` returns
-    and clears it, like a learner's.
+    The credit is ``V^T dL/dy`` (or ``F^T dL/dy``) on ``h`` and zero on the
+    rest of the state (the LSTM's ``c``). ``step`` accumulates
+    ``dL/dparams``; ``grad()`` returns and clears it, like a learner's.
     """
 
-    def __init__(self, cell, n_out, loss="mse", seed=0):
+    def __init__(self, cell, n_out, loss="mse", seed=0, feedback="transpose"):
         if not isinstance(cell, Cell):
             raise TypeError(f"cell must be a sparse_rtrl Cell, got {type(cell).__name__}")
         self.n_out = check_int(n_out, "n_out", minimum=1)
@@ -59,6 +65,14 @@ class LinearReadout:
         self._params = np.zeros(nV + self.n_out, dtype=self.dtype)
         self._params[:nV] = rng.normal(0.0, 1.0 / np.sqrt(self.n_hidden), size=nV)
         self.weights = {"V": self._params[:nV].reshape(self.n_out, self.n_hidden), "c": self._params[nV:]}
+        if feedback == "transpose":
+            self._feedback = self._params[:nV]
+        elif feedback == "random":
+            self._feedback = rng.normal(0.0, 1.0 / np.sqrt(self.n_hidden), size=nV).astype(self.dtype)
+            self._feedback.flags.writeable = False
+        else:
+            raise ValueError(f"feedback must be 'transpose' or 'random', got {feedback!r}")
+        self.feedback = feedback
         self._acc = np.zeros_like(self._params)
         self._dy = np.zeros(self.n_out, dtype=self.dtype)
         self._no_int = np.zeros(1, dtype=np.int64)
@@ -121,7 +135,8 @@ class LinearReadout:
         tf, ti = self.targets(target, states.shape[0] if batched else None)
         y = np.empty((states.shape[0], self.n_out), dtype=self.dtype)
         credit = np.empty_like(states)
-        loss = readout_step(self._params, self.n_out, self.kind, states, tf, ti, y, self._dy, credit, self._acc)
+        loss = readout_step(self._params, self._feedback, self.n_out, self.kind, states, tf, ti, y, self._dy, credit,
+                            self._acc)
         return float(loss), (credit if batched else credit[0])
 
     def predict(self, s):
@@ -141,5 +156,12 @@ class LinearReadout:
         take_vector(self._acc, out)
         return out
 
+    @property
+    def feedback_weights(self):
+        """The matrix that carries the output error to the state, ``(n_out, n_hidden)``:
+        a view of ``V`` (``feedback="transpose"``) or the fixed random ``F``."""
+        return self._feedback.reshape(self.n_out, self.n_hidden)
+
     def __repr__(self):
-        return f"LinearReadout(n_hidden={self.n_hidden}, n_out={self.n_out}, loss={self.loss!r})"
+        return (f"LinearReadout(n_hidden={self.n_hidden}, n_out={self.n_out}, loss={self.loss!r}, "
+                f"feedback={self.feedback!r})")

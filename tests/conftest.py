@@ -50,6 +50,7 @@ def cells(draw, kinds=CELL_KINDS, max_hidden=6, max_in=3, dtype=np.float64):
     kwargs = {}
     if kind == "vanilla":
         kwargs["alpha"] = draw(st.sampled_from([1.0, 0.5]) | st.floats(0.05, 1.0))
+        kwargs["activation"] = draw(st.sampled_from(["tanh", "tanh", "linear"]))
     else:
         kwargs["shared_pattern"] = draw(st.booleans())
     if draw(st.booleans()):

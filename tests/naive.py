@@ -88,9 +88,17 @@ def _n_state(cell):
     return S
 
 
+class _Leak(float):
+    """A vanilla cell's leak rate, carrying its activation (``tanh`` or ``linear``)."""
+
+    linear = False
+
+
 def _alpha(cell):
-    """Leak rate of a vanilla cell as a float (1.0 for other kinds; unused)."""
-    return float(getattr(cell, "alpha", 1.0))
+    """Leak rate of a vanilla cell (1.0 for other kinds; unused), with its activation."""
+    leak = _Leak(float(getattr(cell, "alpha", 1.0)))
+    leak.linear = getattr(cell, "activation", "tanh") == "linear"
+    return leak
 
 
 def _pattern(mat):
@@ -221,9 +229,11 @@ def _forward(kind, alpha, w, s, x):
     if kind == "vanilla":
         h = s
         a = w["W"] @ h + w["U"] @ x + w["b"]
-        phi = np.tanh(a)
+        linear = getattr(alpha, "linear", False)
+        phi = a if linear else np.tanh(a)
+        dphi = np.ones_like(a) if linear else 1.0 - phi ** 2
         s_next = (1.0 - alpha) * h + alpha * phi
-        return {"h": h, "x": x, "phi": phi, "s_next": s_next}
+        return {"h": h, "x": x, "phi": phi, "dphi": dphi, "s_next": s_next}
     if kind == "gru":
         h = s
         r = _sigmoid(w["W_ir"] @ x + w["W_hr"] @ h + w["b_r"])
@@ -305,10 +315,10 @@ def dynamics_jacobian(cell, s, x):
     n = int(cell.n_hidden)
 
     if cell.kind == "vanilla":
-        # h' = (1-a) h + a tanh(W h + ...):
-        # dh'/dh = (1-a) I + a diag(1 - tanh^2) W.
+        # h' = (1-a) h + a phi(W h + ...):
+        # dh'/dh = (1-a) I + a diag(phi') W, phi' = 1 - tanh^2 (or 1 if linear).
         return ((1.0 - alpha) * np.eye(n)
-                + alpha * np.diag(1.0 - v["phi"] ** 2) @ w["W"])
+                + alpha * np.diag(v["dphi"]) @ w["W"])
 
     if cell.kind == "gru":
         r, z, m, nn, h = v["r"], v["z"], v["m"], v["nn"], v["h"]
@@ -389,8 +399,8 @@ def immediate_jacobian(cell, s, x):
             u = 1.0
 
         if cell.kind == "vanilla":
-            # h'_i = (1-a) h_i + a tanh(a_i): d/d theta = a (1 - tanh^2) u.
-            I[i, p] = alpha * (1.0 - v["phi"][i] ** 2) * u
+            # h'_i = (1-a) h_i + a phi(a_i): d/d theta = a phi' u.
+            I[i, p] = alpha * v["dphi"][i] * u
 
         elif cell.kind == "gru":
             r, z, m, nn = v["r"][i], v["z"][i], v["m"][i], v["nn"][i]

@@ -54,6 +54,37 @@ def test_readout_loss_credit_and_gradient_match_finite_differences(loss, kind):
     assert np.all(readout.grad() == 0)  # grad() clears
 
 
+@pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
+def test_random_feedback_readout(loss):
+    """Feedback alignment: the credit is F^T dL/dy with a fixed random F; the
+    loss and the readout's own gradient are those of the transpose readout."""
+    cell = make_cell("lstm", 2, 5, 0.5, seed=1)
+    exact = sr.LinearReadout(cell, 3, loss=loss, seed=4)
+    random = sr.LinearReadout(cell, 3, loss=loss, seed=4, feedback="random")
+    np.testing.assert_array_equal(exact.params, random.params)  # V drawn first, the same
+    F = random.feedback_weights.copy()
+    assert F.shape == (3, 5) and not np.allclose(F, random.weights["V"])
+    np.testing.assert_array_equal(exact.feedback_weights, exact.weights["V"])
+    rng = np.random.default_rng(0)
+    for _ in range(2):
+        s = rng.normal(size=cell.n_state)
+        target = rng.normal(size=3) if loss == "mse" else 1
+        le, ce = exact.step(s, target)
+        lr, cr = random.step(s, target)
+        assert le == lr
+        y = exact.predict(s)
+        dy = y - target if loss == "mse" else np.exp(y - y.max()) / np.exp(y - y.max()).sum() - np.eye(3)[target]
+        np.testing.assert_allclose(ce[:5], exact.weights["V"].T @ dy, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(cr[:5], F.T @ dy, rtol=1e-12, atol=1e-14)
+        assert np.all(cr[5:] == 0)
+        np.testing.assert_array_equal(exact.grad(), random.grad())
+        exact.params[:] -= 0.1
+        random.params[:] -= 0.1  # training V leaves F where it was
+    np.testing.assert_array_equal(random.feedback_weights, F)
+    with pytest.raises(ValueError, match="feedback"):
+        sr.LinearReadout(cell, 3, feedback="symmetric")
+
+
 def test_readout_batched_equals_per_stream_and_predict():
     cell = make_cell("gru", 2, 4, 1.0, seed=0)
     readout = sr.LinearReadout(cell, 3, loss="cross_entropy", seed=1)
@@ -179,10 +210,10 @@ def test_optimizer_refuses_bad_gradients_and_arguments():
 # -- the online loop -------------------------------------------------------------------
 
 
-def _setup(kind, n_hidden, density, snap_n, loss, opt, batch, dtype, seed=0):
+def _setup(kind, n_hidden, density, snap_n, loss, opt, batch, dtype, seed=0, feedback="transpose"):
     cell = make_cell(kind, 3, n_hidden, density, seed=seed, dtype=dtype)
     learner = sr.SnAp(cell, snap_n, batch_size=batch)
-    readout = sr.LinearReadout(cell, 2, loss=loss, seed=seed + 1)
+    readout = sr.LinearReadout(cell, 2, loss=loss, seed=seed + 1, feedback=feedback)
     if opt == "sgd":
         optimizer = sr.SGD([cell.params, readout.params], lr=0.05, momentum=0.9, clip_norm=1.0)
     else:
@@ -208,12 +239,15 @@ def _stream(loss, T, batch, seed):
     dtype=st.sampled_from([np.float32, np.float64]),
     update_every=st.integers(1, 3),
     density=st.sampled_from([0.3, 1.0]),
+    feedback=st.sampled_from(["transpose", "random"]),
 )
-def test_fused_loop_equals_step_by_step_exactly(kind, snap_n, loss, opt, batch, dtype, update_every, density):
+def test_fused_loop_equals_step_by_step_exactly(kind, snap_n, loss, opt, batch, dtype, update_every, density,
+                                                feedback):
     xs, ys = _stream(loss, 13, batch, seed=2)
     results = []
     for fused in (False, True):
-        cell, learner, readout, optimizer = _setup(kind, 5, density, snap_n, loss, opt, batch, dtype)
+        cell, learner, readout, optimizer = _setup(kind, 5, density, snap_n, loss, opt, batch, dtype,
+                                                   feedback=feedback)
         # Two calls, so state carried between calls is compared too.
         losses = [sr.train_online(learner, readout, optimizer, xs[:6], ys[:6], update_every, fused=fused),
                   sr.train_online(learner, readout, optimizer, xs[6:], ys[6:], update_every, fused=fused)]

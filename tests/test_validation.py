@@ -88,6 +88,12 @@ def test_bad_alpha(alpha, exc):
         sr.VanillaRNN(2, 3, alpha=alpha)
 
 
+@pytest.mark.parametrize("activation", ["relu", "Tanh", None, 1, ["tanh"]])
+def test_bad_activation(activation):
+    with pytest.raises(ValueError, match="activation"):
+        sr.VanillaRNN(2, 3, activation=activation)
+
+
 @pytest.mark.parametrize("kind", ["gru", "lstm"])
 @pytest.mark.parametrize("value", [1, 0, "yes", None])
 def test_bad_shared_pattern(kind, value):
