@@ -7,6 +7,7 @@ compiled (then cached on disk), only when first used.
 from .cells import GRU, LSTM, Cell, CellStructure, Jacobians, SparseWeight, VanillaRNN
 from .learners import BPTT, RTRL, TBPTT, UORO, Learner, SnAp
 from .gradcheck import GradCheckReport, gradcheck
+from .metrics import alignment, estimator_variance
 from .online import DivergenceError, train_online
 from .optim import SGD, Adam, Optimizer
 from .patterns import Pattern
@@ -17,5 +18,5 @@ __version__ = "0.1.0"
 __all__ = [
     "BPTT", "GRU", "GradCheckReport", "LSTM", "RTRL", "TBPTT", "UORO", "Adam", "Cell", "CellStructure",
     "DivergenceError", "Jacobians", "Learner", "LinearReadout", "Optimizer", "Pattern", "SGD", "SnAp",
-    "SparseWeight", "VanillaRNN", "gradcheck", "train_online",
+    "SparseWeight", "VanillaRNN", "alignment", "estimator_variance", "gradcheck", "train_online",
 ]
