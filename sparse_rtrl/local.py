@@ -1,8 +1,9 @@
 """Local online learners: RFLO, KeRNL and e-prop.
 
-Each keeps one eligibility trace per parameter (a few for the LSTM), updated
-from quantities available at the parameter's own unit, so a step costs
-``O(P)`` like a BPTT step, with no ``S x P`` influence matrix:
+Each keeps one eligibility trace per parameter (two for the parameters of the
+LSTM's gates i, f, g), updated from quantities available at the parameter's
+own unit, so a step costs ``O(P)`` like a BPTT step (KeRNL adds ``O(n^2)`` for
+its sensitivity matrix), with no ``S x P`` influence matrix:
 
 - :class:`RFLO` (Murray 2019): RTRL with ``D`` replaced by the leak
   ``(1 - alpha) I`` of a vanilla RNN.
@@ -244,7 +245,9 @@ class KeRNL(_UnitTrace):
       al.'s code does) regresses on a term the target does not contain; on
       a network whose ``D`` is a constant diagonal, where ``A = I``,
       ``gamma = 1 - D_ii`` predicts every perturbation exactly, that version
-      drifts away from it (to ``gamma ~ 0.2`` for a true 0.5), ours stays.
+      drifts away from it (a linear leak-only network with ``alpha = 0.5``:
+      ``gamma ~ 0.2`` and ``A ~ 0.25 I`` instead of 0.5 and ``I``); ours
+      stays there.
     - The steps are divided by ``sigma^2``: ``e`` and ``Omega`` both scale with
       ``sigma``, so the raw step ``lr e Omega^T`` would scale with ``sigma^2``
       (``1e-9`` per step for ``lr = sigma = 1e-3``). Normalised, ``lr`` means
