@@ -1,0 +1,222 @@
+"""Compiled kernels of the local learners: RFLO and KeRNL (e-prop runs on SnAp's).
+
+All kernels are batched: the leading axis of every per-stream array is the
+stream ``b``. Each has a per-stream (or per-row) body and two drivers, a
+serial one and a ``_par`` one that spreads the streams (rows) over the cores
+with ``prange``; both give identical numbers. They never validate and never
+allocate; the wrappers in ``local.py`` own the buffers.
+
+The trace of RFLO and KeRNL keeps one number per parameter, in parameter
+order: ``trace[b, p] <- decay[b, i] trace[b, p] + coef[b, i, g] z[b, src[p]]``
+(unit ``i`` and gate ``g`` of ``p``), and the gradient is
+``acc[b, p] += u[b, i] trace[b, p]`` with a credit ``u`` per unit: ``c`` itself
+for RFLO, ``c^T A`` for KeRNL. Both learners call the same kernel, so with the
+same decays and credits they give the same numbers, bit for bit.
+"""
+
+from numba import prange, uint64
+
+from ._jit import njit, parallel_njit
+
+
+# -- the per-parameter trace (RFLO, KeRNL) ----------------------------------------
+
+
+@njit(gather=True)
+def _trace_update_stream(b, seg_ptr, seg_unit, seg_gate, src, decay, coef, z, u, trace, acc, accumulate):
+    tb = trace[b]
+    ab = acc[b]
+    zb = z[b]
+    cb = coef[b]
+    db = decay[b]
+    ub = u[b]
+    for s in range(seg_unit.shape[0]):
+        i = seg_unit[s]
+        a = db[i]
+        bc = cb[i, seg_gate[s]]
+        lo = uint64(seg_ptr[s])
+        hi = uint64(seg_ptr[s + 1])
+        if accumulate:
+            ui = ub[i]
+            for p in range(lo, hi):
+                v = a * tb[p] + bc * zb[src[p]]
+                tb[p] = v
+                ab[p] += ui * v
+        else:
+            for p in range(lo, hi):
+                tb[p] = a * tb[p] + bc * zb[src[p]]
+
+
+@njit(gather=True)
+def trace_update(seg_ptr, seg_unit, seg_gate, src, decay, coef, z, u, trace, acc, accumulate):
+    """``trace <- decay * trace + I`` per parameter; if ``accumulate``, ``acc += u * trace``.
+
+    ``decay`` and ``u`` are (B, n): one decay and one credit per unit and
+    stream. One streaming pass over the parameters, segment by segment (a
+    segment shares its unit and gate, so both are loaded once per row).
+    """
+    for b in range(trace.shape[0]):
+        _trace_update_stream(b, seg_ptr, seg_unit, seg_gate, src, decay, coef, z, u, trace, acc, accumulate)
+
+
+@parallel_njit(gather=True)
+def trace_update_par(seg_ptr, seg_unit, seg_gate, src, decay, coef, z, u, trace, acc, accumulate):
+    """``trace_update`` with the streams spread over the cores (same result)."""
+    for b in prange(trace.shape[0]):
+        _trace_update_stream(b, seg_ptr, seg_unit, seg_gate, src, decay, coef, z, u, trace, acc, accumulate)
+
+
+@njit
+def _trace_accumulate_stream(b, seg_ptr, seg_unit, u, trace, acc):
+    tb = trace[b]
+    ab = acc[b]
+    ub = u[b]
+    for s in range(seg_unit.shape[0]):
+        ui = ub[seg_unit[s]]
+        if ui != 0.0:
+            for p in range(uint64(seg_ptr[s]), uint64(seg_ptr[s + 1])):
+                ab[p] += ui * tb[p]
+
+
+@njit
+def trace_accumulate(seg_ptr, seg_unit, u, trace, acc):
+    """``acc += u * trace`` without changing the trace (a second credit for one step)."""
+    for b in range(trace.shape[0]):
+        _trace_accumulate_stream(b, seg_ptr, seg_unit, u, trace, acc)
+
+
+@parallel_njit()
+def trace_accumulate_par(seg_ptr, seg_unit, u, trace, acc):
+    """``trace_accumulate`` with the streams spread over the cores (same result)."""
+    for b in prange(trace.shape[0]):
+        _trace_accumulate_stream(b, seg_ptr, seg_unit, u, trace, acc)
+
+
+# -- KeRNL: credit through the sensitivity, and the perturbed copy ------------------
+
+
+@njit
+def _unit_credit_stream(b, c, A, u):
+    ub = u[b]
+    cb = c[b]
+    for i in range(ub.shape[0]):
+        ub[i] = 0.0
+    for r in range(A.shape[0]):
+        cr = cb[r]
+        if cr != 0.0:
+            Ar = A[r]
+            for i in range(ub.shape[0]):
+                ub[i] += cr * Ar[i]
+
+
+@njit
+def unit_credit(c, A, u):
+    """``u[b] = c[b]^T A``: the credit of each unit's trace under ``J ~ A[k, i] B_p``.
+
+    With ``A = I`` every term but one is an exact zero, so ``u = c`` exactly.
+    """
+    for b in range(u.shape[0]):
+        _unit_credit_stream(b, c, A, u)
+
+
+@parallel_njit()
+def unit_credit_par(c, A, u):
+    """``unit_credit`` with the streams spread over the cores (same result)."""
+    for b in prange(u.shape[0]):
+        _unit_credit_stream(b, c, A, u)
+
+
+@njit
+def _kernl_perturb_stream(b, h, copy_next, normal, sigma, gamma, A, copy, omega, big_gamma, decay, err, row):
+    n = h.shape[1]
+    one = h.dtype.type(1.0)
+    db = decay[b]
+    ob = omega[b]
+    gb = big_gamma[b]
+    cb = copy[b]
+    eb = err[b]
+    rb = row[b]
+    hb = h[b]
+    nb = normal[b]
+    cn = copy_next[b]
+    for i in range(n):
+        k = one - gamma[i]
+        db[i] = k
+        zeta = h.dtype.type(sigma * nb[i])
+        # dOmega/dgamma, from the Omega of the previous step (Omega' = k Omega + zeta).
+        gb[i] = k * gb[i] - ob[i]
+        ob[i] = k * ob[i] + zeta
+        cb[i] = cn[i] + zeta
+    for r in range(n):
+        Ar = A[r]
+        acc = h.dtype.type(0.0)
+        for j in range(n):
+            acc += Ar[j] * ob[j]
+        eb[r] = acc - (cb[r] - hb[r])
+    for i in range(n):
+        rb[i] = 0.0
+    for r in range(n):
+        er = eb[r]
+        Ar = A[r]
+        for i in range(n):
+            rb[i] += er * Ar[i]
+
+
+@njit
+def kernl_perturb(h, copy_next, normal, sigma, gamma, A, copy, omega, big_gamma, decay, err, row):
+    """One step of KeRNL's perturbation bookkeeping for every stream.
+
+    ``copy_next`` is the copy's new state, computed from its perturbed state
+    ``copy`` with this step's weights and input; ``normal`` (B, n) holds fresh
+    N(0, 1) draws. With ``k = 1 - gamma`` (written to ``decay``) and
+    ``zeta = sigma * normal``: ``Gamma <- k Gamma - Omega``,
+    ``Omega <- k Omega + zeta``, ``copy <- copy_next + zeta``; then the
+    prediction error ``err = A Omega - (copy - h)`` and ``row = err^T A``,
+    both with the sensitivity ``A`` before this step's update.
+    """
+    for b in range(h.shape[0]):
+        _kernl_perturb_stream(b, h, copy_next, normal, sigma, gamma, A, copy, omega, big_gamma, decay, err, row)
+
+
+@parallel_njit()
+def kernl_perturb_par(h, copy_next, normal, sigma, gamma, A, copy, omega, big_gamma, decay, err, row):
+    """``kernl_perturb`` with the streams spread over the cores (same result)."""
+    for b in prange(h.shape[0]):
+        _kernl_perturb_stream(b, h, copy_next, normal, sigma, gamma, A, copy, omega, big_gamma, decay, err, row)
+
+
+@njit
+def _kernl_learn_row(i, A, gamma, err, omega, big_gamma, row, step):
+    Ai = A[i]
+    for b in range(err.shape[0]):
+        g = step * err[b, i]
+        ob = omega[b]
+        for j in range(Ai.shape[0]):
+            Ai[j] -= g * ob[j]
+    gi = gamma[i]
+    for b in range(err.shape[0]):
+        gi -= step * row[b, i] * big_gamma[b, i]
+    # Clipped so that the decay k = 1 - gamma stays in [0, 1].
+    zero = gamma.dtype.type(0.0)
+    one = gamma.dtype.type(1.0)
+    if gi < zero:
+        gi = zero
+    elif gi > one:
+        gi = one
+    gamma[i] = gi
+
+
+@njit
+def kernl_learn(A, gamma, err, omega, big_gamma, row, step):
+    """``A -= step sum_b err_b Omega_b^T``; ``gamma -= step sum_b row_b * Gamma_b``,
+    clipped to [0, 1]. Streams are summed in order, row by row of ``A``."""
+    for i in range(A.shape[0]):
+        _kernl_learn_row(i, A, gamma, err, omega, big_gamma, row, step)
+
+
+@parallel_njit()
+def kernl_learn_par(A, gamma, err, omega, big_gamma, row, step):
+    """``kernl_learn`` with the rows of ``A`` spread over the cores (same result:
+    each row sums its streams in the same order)."""
+    for i in prange(A.shape[0]):
+        _kernl_learn_row(i, A, gamma, err, omega, big_gamma, row, step)
