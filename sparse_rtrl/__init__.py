@@ -6,7 +6,10 @@ compiled (then cached on disk), only when first used.
 
 from .cells import GRU, LSTM, Cell, CellStructure, Jacobians, SparseWeight, VanillaRNN
 from .learners import BPTT, RTRL, TBPTT, UORO, Learner, SnAp
+from .future import DNI, DNIb, FutureBPTT
 from .gradcheck import GradCheckReport, gradcheck
+from .kronecker import KFRTRL, RKFRTRL
+from .local import RFLO, EProp, KeRNL
 from .metrics import alignment, estimator_variance
 from .online import DivergenceError, train_online
 from .optim import SGD, Adam, Optimizer
@@ -16,7 +19,8 @@ from .readouts import LinearReadout
 __version__ = "0.1.0"
 
 __all__ = [
-    "BPTT", "GRU", "GradCheckReport", "LSTM", "RTRL", "TBPTT", "UORO", "Adam", "Cell", "CellStructure",
-    "DivergenceError", "Jacobians", "Learner", "LinearReadout", "Optimizer", "Pattern", "SGD", "SnAp",
-    "SparseWeight", "VanillaRNN", "alignment", "estimator_variance", "gradcheck", "train_online",
+    "BPTT", "DNI", "DNIb", "EProp", "FutureBPTT", "GRU", "GradCheckReport", "KFRTRL", "KeRNL", "LSTM", "RFLO",
+    "RKFRTRL", "RTRL", "TBPTT", "UORO", "Adam", "Cell", "CellStructure", "DivergenceError", "Jacobians",
+    "Learner", "LinearReadout", "Optimizer", "Pattern", "SGD", "SnAp", "SparseWeight", "VanillaRNN",
+    "alignment", "estimator_variance", "gradcheck", "train_online",
 ]

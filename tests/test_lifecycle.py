@@ -9,28 +9,60 @@ between learners, is compared with a fresh learner of the same seed where
 the draws coincide, and checked for shapes and finiteness where they do not.
 """
 
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
 
 import naive
+import naive_future
+import naive_local
 import sparse_rtrl as sr
 from conftest import CELL_KINDS, DTYPES, make_cell, random_sequence
 
 T = 5
 B = 3
+DNI_LR = 0.05
+
+
+@dataclass(frozen=True)
+class Spec:
+    """How the life cycle treats a learner.
+
+    ``stochastic``: takes ``seed=`` (an int or a Generator) and draws random
+    numbers each step; ``learned``: keeps a model learned across sequences
+    (not reset by ``reset()``, shared by the streams of a batch); ``cells``:
+    the cell kinds it supports (others raise ``TypeError``).
+    """
+
+    make: object
+    cells: tuple = tuple(CELL_KINDS)
+    stochastic: bool = False
+    learned: bool = False
+
+
+VANILLA = ("vanilla",)
 
 LEARNERS = {
-    "RTRL": lambda c, **kw: sr.RTRL(c, **kw),
-    "BPTT": lambda c, **kw: sr.BPTT(c, **kw),
-    "TBPTT(3)": lambda c, **kw: sr.TBPTT(c, truncation=3, **kw),
-    "SnAp(1)": lambda c, **kw: sr.SnAp(c, 1, **kw),
-    "SnAp(2)": lambda c, **kw: sr.SnAp(c, 2, **kw),
-    "UORO": lambda c, **kw: sr.UORO(c, seed=11, **kw),
+    "RTRL": Spec(lambda c, **kw: sr.RTRL(c, **kw)),
+    "BPTT": Spec(lambda c, **kw: sr.BPTT(c, **kw)),
+    "TBPTT(3)": Spec(lambda c, **kw: sr.TBPTT(c, truncation=3, **kw)),
+    "SnAp(1)": Spec(lambda c, **kw: sr.SnAp(c, 1, **kw)),
+    "SnAp(2)": Spec(lambda c, **kw: sr.SnAp(c, 2, **kw)),
+    "UORO": Spec(lambda c, seed=11, **kw: sr.UORO(c, seed=seed, **kw), stochastic=True),
+    "KF-RTRL": Spec(lambda c, seed=11, **kw: sr.KFRTRL(c, seed=seed, **kw), VANILLA, stochastic=True),
+    "R-KF-RTRL": Spec(lambda c, seed=11, **kw: sr.RKFRTRL(c, seed=seed, **kw), VANILLA, stochastic=True),
+    "RFLO": Spec(lambda c, **kw: sr.RFLO(c, **kw), VANILLA),
+    "KeRNL": Spec(lambda c, seed=11, **kw: sr.KeRNL(c, lr=1e-2, sigma=1e-2, seed=seed, **kw), VANILLA,
+                  stochastic=True, learned=True),
+    "e-prop": Spec(lambda c, **kw: sr.EProp(c, **kw)),
+    "F-BPTT(3)": Spec(lambda c, **kw: sr.FutureBPTT(c, truncation=3, **kw)),
+    "DNI": Spec(lambda c, **kw: sr.DNI(c, lr=DNI_LR, fix_interval=2, **kw), learned=True),
+    "DNIb": Spec(lambda c, **kw: sr.DNIb(c, lr=DNI_LR, fix_interval=2, jacobian_lr=DNI_LR, **kw), learned=True),
 }
 
-
-def make_uoro(cell, generator, **kw):
-    return sr.UORO(cell, seed=generator, **kw)
+CASES = [(name, kind) for name, spec in LEARNERS.items() for kind in CELL_KINDS if kind in spec.cells]
+REFUSED = [(name, kind) for name, spec in LEARNERS.items() for kind in CELL_KINDS if kind not in spec.cells]
 
 
 def tolerances(dtype):
@@ -63,12 +95,40 @@ def naive_online(cell, xs, cs, window=None, mask=None, params=None):
 
 
 def reference(name, learner, cell, xs, cs, params=None):
-    """What a deterministic learner must return (float64), or None for UORO."""
-    if name == "UORO":
+    """What a deterministic learner must return (float64), or None for a stochastic one.
+
+    ``xs`` (T, n_in) for one stream or (T, B, n_in) for a batch; a batch of
+    independent streams is the sum of its streams, a batch of DNI streams
+    shares one model and is computed as a whole.
+    """
+    if LEARNERS[name].stochastic:
         return None
+    if np.ndim(xs) == 3 and type(learner) not in (sr.DNI, sr.DNIb):
+        return sum(reference(name, learner, cell, xs[:, b], cs[:, b], params) for b in range(xs.shape[1]))
+    if type(learner) in (sr.DNI, sr.DNIb):
+        xs3, cs3 = (xs, cs) if np.ndim(xs) == 3 else (xs[:, None], cs[:, None])
+        S, F = cell.n_state, cell.n_state + cell.n_in + 1
+        learned = learner.jacobian == "learned"
+        out = naive_future.dni(cell, xs3, cs3, learner.lr, learner.fix_interval, learner.jacobian,
+                               learner.jacobian_lr, np.zeros((S, F)), np.zeros((S, S)) if learned else None,
+                               params=params)
+        return out["grads"].sum(axis=0)
+    if type(learner) is sr.FutureBPTT:
+        return naive_future.future_bptt(cell, xs, cs, learner.truncation, params=params).sum(axis=0)
+    if type(learner) is sr.RFLO:
+        return naive_local.rflo(cell, xs, cs, params=params)[0]
+    if type(learner) is sr.EProp:
+        return naive_local.eprop(cell, xs, cs, params=params)[0]
     window = learner.truncation if type(learner) is sr.TBPTT else None
     mask = learner.mask().to_dense() if isinstance(learner, sr.SnAp) else None
     return naive_online(cell, xs, cs, window=window, mask=mask, params=params)
+
+
+def finish(learner):
+    """The sequence's last gradient: F-BPTT first emits the steps it still holds."""
+    if isinstance(learner, sr.FutureBPTT):
+        learner.flush()
+    return learner.grad()
 
 
 def drive(learner, xs, cs, skip=(), extra=None, grad_at=()):
@@ -86,21 +146,21 @@ def drive(learner, xs, cs, skip=(), extra=None, grad_at=()):
             learner.backward(c)
         if extra is not None and t in extra:
             learner.backward(extra[t])
-    g = learner.grad()
+    g = finish(learner)
     return np.array(states), (g if total is None else total + g)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
-@pytest.mark.parametrize("kind", CELL_KINDS)
-@pytest.mark.parametrize("name", list(LEARNERS))
+@pytest.mark.parametrize("name,kind", CASES)
 def test_life_cycle(name, kind, dtype):
-    make = LEARNERS[name]
+    spec = LEARNERS[name]
+    make = spec.make
     ref_tol, order_tol = tolerances(dtype)
     cell = make_cell(kind, 2, 3, 0.5, seed=4, dtype=dtype)
     S, P = cell.n_state, cell.n_params
     xs, cs = random_sequence(cell, T, seed=8)
     xs, cs = xs.astype(dtype), cs.astype(dtype)
-    stochastic = name == "UORO"
+    stochastic, learned = spec.stochastic, spec.learned
 
     # -- forward: shape, dtype, equals cell.step ------------------------------
     learner = make(cell)
@@ -117,7 +177,7 @@ def test_life_cycle(name, kind, dtype):
     states = np.array(states)
 
     # -- grad: shape, dtype, value; a second grad() is zero ---------------------
-    g = learner.grad()
+    g = finish(learner)
     assert g.shape == (P,) and g.dtype == dtype
     assert np.all(np.isfinite(g))
     expected = reference(name, learner, cell, xs, cs)
@@ -127,12 +187,14 @@ def test_life_cycle(name, kind, dtype):
     assert again.shape == (P,) and again.dtype == dtype and np.all(again == 0.0)
 
     # -- reset reproduces the run ----------------------------------------------
-    # Dirty the influence, history and accumulator, reset, and replay. UORO
-    # also draws fresh signs after a reset, so it is compared with a new
-    # learner whose generator is in the same state as the old one's.
+    # Dirty the influence, history and accumulator, reset, and replay. A
+    # stochastic learner also draws fresh numbers after a reset, so it is
+    # compared with a new learner whose generator is in the same state as the
+    # old one's. A learned model (KeRNL, DNI) survives the reset by design, so
+    # there only the states must repeat.
     if stochastic:
         gen = np.random.default_rng(123)
-        replay = make_uoro(cell, gen)
+        replay = make(cell, seed=gen)
     else:
         replay = make(cell)
     dirty = np.random.default_rng(0)
@@ -143,15 +205,17 @@ def test_life_cycle(name, kind, dtype):
     if stochastic:
         twin = np.random.Generator(np.random.PCG64())
         twin.bit_generator.state = gen.bit_generator.state
-        fresh = make_uoro(cell, twin)
+        fresh = make(cell, seed=twin)
     else:
         fresh = make(cell)
     states2, g2 = drive(replay, xs, cs)
     states3, g3 = drive(fresh, xs, cs)
     np.testing.assert_array_equal(states2, states)
     np.testing.assert_array_equal(states3, states)
-    np.testing.assert_array_equal(g2, g3)
-    if not stochastic:
+    assert np.all(np.isfinite(g2))
+    if not learned:
+        np.testing.assert_array_equal(g2, g3)
+    if not stochastic and not learned:
         np.testing.assert_array_equal(g2, g)
     if stochastic:
         # A new learner with the same integer seed repeats the first run exactly.
@@ -174,16 +238,17 @@ def test_life_cycle(name, kind, dtype):
     singles = [drive(make(cell), xb[:, b], cb[:, b]) for b in range(B)]
     for b, (states_1, _) in enumerate(singles):
         assert_close(states_b[:, b], states_1, order_tol, f"batched stream {b} states")
-    if not stochastic:
+    if not stochastic and not learned:
+        # A shared learned model (DNI) makes a batch more than its streams.
         assert_close(g_b, sum(g1 for _, g1 in singles), order_tol, "batched grad vs sum of streams")
-        expected_b = sum(reference(name, learner, cell, xb[:, b], cb[:, b]) for b in range(B))
-        assert_close(g_b, expected_b, ref_tol, "batched grad vs reference")
+    if not stochastic:
+        assert_close(g_b, reference(name, batched, cell, xb, cb), ref_tol, "batched grad vs reference")
     # ... also with a missing credit and a second credit for some steps.
     extra_b = rng.normal(size=(T, B, S)).astype(dtype)
     extra_at = (0, 2, T - 1)
     _, g_bx = drive(make(cell, batch_size=B), xb, cb, skip=(1,), extra={t: extra_b[t] for t in extra_at})
     assert g_bx.shape == (P,) and np.all(np.isfinite(g_bx))
-    if not stochastic:
+    if not stochastic and not learned:
         singles_x = [drive(make(cell), xb[:, b], cb[:, b], skip=(1,),
                            extra={t: extra_b[t, b] for t in extra_at})[1] for b in range(B)]
         assert_close(g_bx, sum(singles_x), order_tol, "batched skip/extra vs sum of streams")
@@ -235,9 +300,16 @@ def test_life_cycle(name, kind, dtype):
             assert np.max(np.abs(now - old)) > 1e-3, "the weight change should move the state"
         online.backward(cs[t])
         prev = s
-    g_online = online.grad()
+    g_online = finish(online)
     assert g_online.shape == (P,) and np.all(np.isfinite(g_online))
     if not stochastic:
         cell.params[:] = base
         expected = reference(name, learner, cell, xs, cs, params=schedule)
         assert_close(g_online, expected, ref_tol, "grad with changing weights vs reference")
+
+
+@pytest.mark.parametrize("name,kind", REFUSED)
+def test_unsupported_cells_are_refused(name, kind):
+    cell = make_cell(kind, 2, 3, 0.5, seed=4)
+    with pytest.raises(TypeError, match="VanillaRNN"):
+        LEARNERS[name].make(cell)
