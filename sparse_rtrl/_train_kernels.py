@@ -35,7 +35,8 @@ def readout_step(params, feedback, n_out, kind, s, target_f, target_i, y, dy, cr
     ``dy`` (n_out) is work space.
 
     ``kind`` 0: ``L = 0.5 |y - target_f|^2``; 1: softmax cross-entropy with
-    class ``target_i``, in nats (computed in float64, shifted by the max).
+    class ``target_i``, in nats (computed in float64, shifted by the max); a
+    class of -1 means no target: the stream adds no loss, credit or gradient.
     """
     n_hidden = (params.shape[0] - n_out) // n_out
     V = params[: n_out * n_hidden]
@@ -57,6 +58,10 @@ def readout_step(params, feedback, n_out, kind, s, target_f, target_i, y, dy, cr
                 d = yb[j] - target_f[b, j]
                 dy[j] = d
                 total += 0.5 * np.float64(d) * np.float64(d)
+        elif target_i[b] < 0:
+            # No target at this step: no loss, no credit, no gradient.
+            for j in range(n_out):
+                dy[j] = 0.0
         else:
             k = target_i[b]
             m = np.float64(yb[0])

@@ -53,8 +53,8 @@ def _check_stream(learner, readout, inputs, targets):
         want = (T,) + ((B,) if B else ())
         if tg.shape != want:
             raise ValueError(f"targets must have shape {want}, got {tg.shape}")
-        if tg.size and (tg.min() < 0 or tg.max() >= readout.n_out):
-            raise ValueError(f"targets must be classes in [0, {readout.n_out})")
+        if tg.size and (tg.min() < -1 or tg.max() >= readout.n_out):
+            raise ValueError(f"targets must be classes in [0, {readout.n_out}), or -1 for no target")
         ys_i = np.ascontiguousarray(tg, dtype=np.int64).reshape(T, B or 1)
         ys_f = np.zeros((T, B or 1, readout.n_out), dtype=cell.dtype)
     return xs.reshape(T, B or 1, cell.n_in), ys_f, ys_i

@@ -107,8 +107,8 @@ class LinearReadout:
             raise TypeError(f"target must hold integer classes for cross_entropy, got dtype {arr.dtype}")
         if arr.shape != shape:
             raise ValueError(f"target must have shape {shape}, got {arr.shape}")
-        if arr.size and (arr.min() < 0 or arr.max() >= self.n_out):
-            raise ValueError(f"target classes must lie in [0, {self.n_out})")
+        if arr.size and (arr.min() < -1 or arr.max() >= self.n_out):
+            raise ValueError(f"target classes must lie in [0, {self.n_out}), or be -1 for no target")
         ti = np.ascontiguousarray(arr, dtype=np.int64).reshape(-1)
         return np.zeros((ti.shape[0], self.n_out), dtype=self.dtype), ti
 

@@ -124,6 +124,26 @@ def test_readout_rejects_bad_input():
         xent.step(np.zeros(3), 0.5)
     with pytest.raises(ValueError, match="classes"):
         xent.step(np.zeros(3), 2)
+    with pytest.raises(ValueError, match="classes"):
+        xent.step(np.zeros(3), -2)
+
+
+def test_readout_class_minus_one_is_no_target():
+    cell = make_cell("lstm", 2, 4, 1.0, seed=0)
+    readout = sr.LinearReadout(cell, 3, loss="cross_entropy", seed=1)
+    rng = np.random.default_rng(2)
+    S = rng.normal(size=(3, cell.n_state))
+    loss, credit = readout.step(S[0], -1)
+    assert loss == 0.0 and np.all(credit == 0.0) and np.all(readout.grad() == 0.0)
+    # In a batch, the stream without a target adds nothing; the others are unchanged.
+    total, credits = readout.step(S, np.array([1, -1, 2]))
+    g = readout.grad()
+    l0, c0 = readout.step(S[0], 1)
+    l2, c2 = readout.step(S[2], 2)
+    assert total == pytest.approx(l0 + l2, rel=1e-12)
+    np.testing.assert_array_equal(credits[1], 0.0)
+    np.testing.assert_allclose(credits[[0, 2]], [c0, c2], rtol=1e-12)
+    np.testing.assert_allclose(g, readout.grad(), rtol=1e-12)
 
 
 # -- optimisers ------------------------------------------------------------------------
@@ -225,7 +245,7 @@ def _stream(loss, T, batch, seed):
     rng = np.random.default_rng(seed)
     lead = (T,) if batch is None else (T, batch)
     xs = rng.normal(size=lead + (3,))
-    ys = rng.normal(size=lead + (2,)) if loss == "mse" else rng.integers(0, 2, size=lead)
+    ys = rng.normal(size=lead + (2,)) if loss == "mse" else rng.integers(-1, 2, size=lead)  # -1: no target
     return xs, ys
 
 
