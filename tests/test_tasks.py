@@ -315,24 +315,19 @@ def test_charlm_targets_are_the_next_characters(n_chars, length, batch_size, see
     train = text[:cut]
     assert task.vocab == "".join(sorted(set(train))) and task.n_in == task.n_out == len(task.vocab)
     N, B = len(train), batch_size or 1
+    positions = task.state_dict()["positions"]
+    assert [(positions[b] - positions[0]) % N for b in range(B)] == [b * N // B for b in range(B)]
     segs = [task.segment() for _ in range(3)]
     x = np.concatenate([batched(s.inputs, batch_size) for s in segs])
     y = np.concatenate([batched(s.targets, batch_size) for s in segs])
     assert [s.reset for s in segs] == [True, False, False]
-    starts = []
     for b in range(B):
-        cur = "".join(task.vocab[int(np.argmax(row))] for row in x[:, b])
         assert (x[:, b].sum(axis=1) == 1.0).all()
+        cur = "".join(task.vocab[int(np.argmax(row))] for row in x[:, b])
         nxt = "".join(task.vocab[i] for i in y[:, b])
-        # The stream reads the training text cyclically from some offset.
-        start = next(p for p in range(N) if all(train[(p + t) % N] == cur[t] for t in range(len(cur)))
-                     and all(train[(p + t + 1) % N] == nxt[t] for t in range(len(nxt))))
-        assert all(train[(start + t) % N] == cur[t] for t in range(len(cur)))
-        starts.append(start)
-    # Evenly spaced offsets (up to the text's repetitions, which make the offset ambiguous).
-    if len(set(train)) == len(train) or B == 1:
-        for b in range(B):
-            assert (starts[b] - starts[0]) % N == b * N // B
+        # The stream reads the training text cyclically from its offset.
+        assert cur == "".join(train[(positions[b] + t) % N] for t in range(3 * length))
+        assert nxt == "".join(train[(positions[b] + t + 1) % N] for t in range(3 * length))
 
 
 def test_charlm_streams_start_at_evenly_spaced_offsets():
