@@ -15,6 +15,8 @@ from .online import DivergenceError, train_online
 from .optim import SGD, Adam, Optimizer
 from .patterns import Pattern
 from .readouts import LinearReadout
+from .trainer import RunConfig, Trainer, TrainingDiverged
+from . import checkpoint, registry, tasks  # noqa: E402  (modules: sr.tasks.Copy, sr.checkpoint.save, ...)
 
 __version__ = "0.1.0"
 
@@ -22,5 +24,6 @@ __all__ = [
     "BPTT", "DNI", "DNIb", "EProp", "FutureBPTT", "GRU", "GradCheckReport", "KFRTRL", "KeRNL", "LSTM", "RFLO",
     "RKFRTRL", "RTRL", "TBPTT", "UORO", "Adam", "Cell", "CellStructure", "DivergenceError", "Jacobians",
     "Learner", "LinearReadout", "Optimizer", "Pattern", "SGD", "SnAp", "SparseWeight", "VanillaRNN",
-    "alignment", "estimator_variance", "gradcheck", "train_online",
+    "alignment", "estimator_variance", "gradcheck", "train_online", "RunConfig", "Trainer", "TrainingDiverged",
+    "checkpoint", "registry", "tasks",
 ]

@@ -1,4 +1,4 @@
-"""Every perf script runs in its --quick mode and writes its CSV and PNG."""
+"""Every perf and reproduction script runs in its --quick mode and writes its CSV and PNG."""
 
 import csv
 import glob
@@ -9,7 +9,8 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPTS = sorted(p for p in glob.glob(os.path.join(ROOT, "perf", "*.py")) if not os.path.basename(p).startswith("_"))
+SCRIPTS = sorted(p for folder in ("perf", "experiments") for p in glob.glob(os.path.join(ROOT, folder, "*.py"))
+                 if not os.path.basename(p).startswith("_"))
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=os.path.basename)

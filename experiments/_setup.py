@@ -1,0 +1,23 @@
+"""Shared by the reproduction scripts: arguments, output files, the results folder.
+
+The CSV and figure writers are the perf scripts' (``perf/_common.py``), so the
+two families write their results the same way (atomically).
+"""
+
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "perf"))
+
+import _common  # noqa: E402
+
+write_csv = _common.write_csv
+save_figure = _common.save_figure
+
+
+def parser(description):
+    p = _common.parser(description)
+    p.set_defaults(out=os.path.join(HERE, "results"))
+    p.add_argument("--seeds", type=int, default=None, help="seeds per learner (default: the mode's)")
+    return p

@@ -1,0 +1,126 @@
+"""Marschall, Cho & Savin's comparison: every learner trains a 32-unit leaky
+vanilla RNN online on Add and on Mimic; final losses and alignments with
+RTRL, grouped by the framework's axes (past/future-facing, tensor structure,
+stochastic/deterministic, closed form/learned).
+
+Every learner gets the same optimiser (Adam, lr 1e-3, clipping at 1), no
+per-learner tuning, as a like-for-like baseline. The final loss is the mean
+training loss (mean squared error) of the last 10% of the steps; the
+alignment is the mean cosine with RTRL's per-step gradient over 500 steps of
+a fresh stream, with the trained network frozen. Writes ``marschall_*.csv`` and
+``marschall_*.png``.
+
+    python experiments/marschall.py            # full: 30k steps per learner and task, 2 seeds
+    python experiments/marschall.py --quick    # CI smoke test
+"""
+
+import os
+import tempfile
+import time
+
+import numpy as np
+
+from _setup import parser, save_figure, write_csv
+
+# spec, update_every, (facing, structure, noise, form)
+LEARNERS = [
+    ("rtrl", 1, ("past", "full", "deterministic", "closed form")),
+    ("snap2", 1, ("past", "sparse", "deterministic", "closed form")),
+    ("snap1", 1, ("past", "sparse", "deterministic", "closed form")),
+    ("uoro", 1, ("past", "rank one", "stochastic", "closed form")),
+    ("kfrtrl", 1, ("past", "Kronecker", "stochastic", "closed form")),
+    ("rkfrtrl", 1, ("past", "Kronecker", "stochastic", "closed form")),
+    ("rflo", 1, ("past", "diagonal", "deterministic", "closed form")),
+    ("eprop", 1, ("past", "diagonal", "deterministic", "closed form")),
+    ("kernl", 1, ("past", "diagonal", "stochastic", "learned")),
+    ("tbptt10", 10, ("future", "full", "deterministic", "closed form")),
+    ("fbptt10", 1, ("future", "full", "deterministic", "closed form")),
+    ("dni", 1, ("future", "synthetic", "deterministic", "learned")),
+    ("dnib", 1, ("future", "synthetic", "deterministic", "learned")),
+]
+TASKS = {"add": {"name": "add", "t1": 5, "t2": 9, "length": 100}, "mimic": {"name": "mimic", "length": 100}}
+
+
+def alignment_after_training(trainer, steps, seed):
+    """Mean cosine of the trained learner's per-step gradient with RTRL's, weights frozen."""
+    import sparse_rtrl as sr
+
+    task = trainer.task.held_out(seed)
+    xs, ys = [], []
+    while sum(len(x) for x in xs) < steps:
+        seg = task.segment()
+        xs.append(seg.inputs)
+        ys.append(seg.targets)
+    xs, ys = np.concatenate(xs)[:steps], np.concatenate(ys)[:steps]
+    s, credits = trainer.cell.init_state(), []
+    for x, y in zip(xs, ys):
+        s = trainer.cell.step(s, x)
+        credits.append(trainer.readout.step(s, y)[1])
+    trainer.readout.grad()  # drop the readout gradient those steps accumulated
+    report = sr.alignment({"learner": trainer.learner}, xs, np.array(credits))
+    return report["mean_cosine"]["learner"]
+
+
+def main():
+    args = parser(__doc__.split("\n\n")[0]).parse_args()
+    from sparse_rtrl.trainer import RunConfig, Trainer, read_log
+
+    n, steps, seeds, align_steps = (8, 300, 1, 60) if args.quick else (32, 30_000, 2, 500)
+    seeds = args.seeds or seeds
+    rows, t0 = [], time.perf_counter()
+    for task_name, task_cfg in TASKS.items():
+        for spec, every, axes in LEARNERS:
+            for seed in range(seeds):
+                cfg = RunConfig(task=task_cfg, cell="vanilla", n_hidden=n, density=1.0, alpha=0.5, learner=spec,
+                                optimizer="adam", lr=1e-3, clip_norm=1.0, update_every=every, steps=steps,
+                                dtype="float64", seed=seed, log_every=max(steps // 20, 1), eval_every=0,
+                                checkpoint_every=steps)
+                with tempfile.TemporaryDirectory() as tmp:
+                    start = time.perf_counter()
+                    trainer = Trainer(cfg, os.path.join(tmp, "run"), progress=False)
+                    trainer.run()
+                    secs = time.perf_counter() - start
+                    log = [r for r in read_log(os.path.join(tmp, "run", "metrics.jsonl")) if r.get("split") == "train"]
+                tail = log[-max(1, len(log) // 10):]
+                final = float(np.mean([r["value"] for r in tail]))
+                first = log[0]["value"]
+                cos = alignment_after_training(trainer, align_steps, seed + 100)
+                rows.append({"task": task_name, "learner": trainer.learner.name, "seed": seed, "facing": axes[0],
+                             "structure": axes[1], "noise": axes[2], "form": axes[3], "first_loss": first,
+                             "final_loss": final, "alignment": cos, "seconds": round(secs, 1)})
+                print(f"{task_name:>5} {trainer.learner.name:>10} seed {seed}: loss {first:.4f} -> {final:.4f}, "
+                      f"alignment {cos:.3f} ({secs:.0f} s)")
+    tag = "quick" if args.quick else f"n{n}"
+    write_csv(os.path.join(args.out, f"marschall_{tag}.csv"), rows)
+    plot(rows, os.path.join(args.out, f"marschall_{tag}.png"), n)
+    print(f"total {time.perf_counter() - t0:.0f} s")
+
+
+def plot(rows, path, n):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = {"full": "k", "sparse": "tab:blue", "rank one": "tab:red", "Kronecker": "tab:orange",
+               "diagonal": "tab:green", "synthetic": "tab:purple"}
+    fig, axes = plt.subplots(1, len(TASKS), figsize=(12, 4.5))
+    for ax, task in zip(axes, TASKS):
+        mine = [r for r in rows if r["task"] == task]
+        for name in dict.fromkeys(r["learner"] for r in mine):
+            rs = [r for r in mine if r["learner"] == name]
+            x, y = np.mean([r["alignment"] for r in rs]), np.mean([r["final_loss"] for r in rs])
+            marker = "o" if rs[0]["facing"] == "past" else "s"
+            face = "none" if rs[0]["noise"] == "stochastic" else colours[rs[0]["structure"]]
+            ax.scatter([x], [y], marker=marker, s=60, edgecolors=colours[rs[0]["structure"]], facecolors=face)
+            ax.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_yscale("log")
+        ax.set_xlabel("alignment with RTRL after training (mean cosine)")
+        ax.set_ylabel("final training loss (mse)")
+        ax.set_title(f"{task}: vanilla n={n}, alpha=0.5 (o past-, s future-facing; open = stochastic)", fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+if __name__ == "__main__":
+    main()
