@@ -37,13 +37,6 @@ def _learner_list(text):
     return [(s.strip(), _learner_factory(s)) for s in text.split(",") if s.strip()]
 
 
-def _density(text):
-    v = float(text)
-    if not 0.0 < v <= 1.0:
-        raise argparse.ArgumentTypeError(f"density must be in (0, 1], got {text}")
-    return v
-
-
 def _positive_int(text):
     v = int(text)
     if v < 1:
@@ -56,6 +49,10 @@ def _fraction(text, name):
     if not 0.0 < v <= 1.0:
         raise argparse.ArgumentTypeError(f"{name} must be in (0, 1], got {text}")
     return v
+
+
+def _density(text):
+    return _fraction(text, "density")
 
 
 def _positive_float(text):
