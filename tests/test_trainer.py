@@ -281,3 +281,20 @@ def test_cli_bad_arguments_give_a_message_and_a_nonzero_exit(argv, message, caps
         code = exc.code
     assert code != 0
     assert message in capsys.readouterr().err
+
+
+def test_cli_trains_a_character_model_from_a_text_file(tmp_path, capsys):
+    text = tmp_path / "text.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog. " * 40)
+    out = tmp_path / "run"
+    code = main(["train", "--task", "charlm", "--text", str(text), "--cell", "lstm", "--n-hidden", "8",
+                 "--learner", "snap1", "--steps", "400", "--segment", "50", "--batch-size", "2", "--log-every", "100",
+                 "--eval-every", "200", "--eval-steps", "100", "--out", str(out), "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["metric"] == "bits_per_char" and summary["steps"] == 400
+    records = read_log(out / "metrics.jsonl")
+    train = [r["value"] for r in records if r.get("split") == "train"]
+    vocab = len(set(text.read_text()))
+    assert train[0] < np.log2(vocab) + 1.0  # bits per character start near the uniform code length
+    assert train[-1] < train[0]  # and fall as it learns
