@@ -61,9 +61,15 @@ def plot(rows, path, n):
     fig, ax = plt.subplots(figsize=(7, 4))
     for name in dict.fromkeys(r["learner"] for r in rows):
         mine = [r for r in rows if r["learner"] == name]
-        steps = sorted({r["step"] for r in mine})
-        mean = [np.mean([r["length"] for r in mine if r["step"] == s]) for s in steps]
-        ax.plot(steps, mean, label=name)
+        # Each seed's length is a step function of the step; average them on one grid.
+        grid = sorted({int(r["step"]) for r in mine})
+        curves = []
+        for seed in sorted({r["seed"] for r in mine}):
+            pts = sorted((int(r["step"]), float(r["length"])) for r in mine if r["seed"] == seed)
+            steps_s, lengths = np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
+            idx = np.searchsorted(steps_s, grid, side="right") - 1
+            curves.append(np.where(idx >= 0, lengths[np.maximum(idx, 0)], np.nan))
+        ax.plot(grid, np.nanmean(curves, axis=0), label=name)
     ax.set_xlabel("training step")
     ax.set_ylabel("copy length reached (mean over seeds)")
     ax.set_title(f"copy task, GRU n={n}, density 0.25, online Adam", fontsize=9)
