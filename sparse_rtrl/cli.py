@@ -75,12 +75,12 @@ def _learner_spec(text):
 TASKS = ("copy", "add", "mimic", "charlm")
 
 
-def _add_model_options(p, *, cell, n_hidden, density, alpha):
+def _add_model_options(p, *, cell, n_hidden, density, alpha_help):
     p.add_argument("--cell", choices=CELLS, default=cell)
     p.add_argument("--n-hidden", type=_positive_int, default=n_hidden)
     p.add_argument("--density", type=_density, default=density)
-    p.add_argument("--alpha", type=lambda t: _fraction(t, "alpha"), default=alpha,
-                   help="leak of the vanilla cell (default 1)")
+    p.add_argument("--alpha", type=lambda t: _fraction(t, "alpha"), default=None,
+                   help=f"leak of the vanilla cell (default {alpha_help})")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p.add_argument("--seed", type=int, default=0)
 
@@ -103,7 +103,7 @@ def build_parser():
 
     t = sub.add_parser("train", help="train a network online on a task")
     _add_task_options(t, "copy")
-    _add_model_options(t, cell="gru", n_hidden=64, density=0.25, alpha=None)
+    _add_model_options(t, cell="gru", n_hidden=64, density=0.25, alpha_help="1")
     t.add_argument("--learner", type=_learner_spec, default="snap2", help=f"one of {LEARNER_HELP}")
     t.add_argument("--optimizer", choices=("sgd", "adam"), default="adam")
     t.add_argument("--lr", type=_positive_float, default=3e-3)
@@ -130,7 +130,7 @@ def build_parser():
 
     c = sub.add_parser("compare", help="alignment with RTRL and estimator variance of several learners")
     _add_task_options(c, "add")
-    _add_model_options(c, cell="vanilla", n_hidden=32, density=0.25, alpha=0.5)
+    _add_model_options(c, cell="vanilla", n_hidden=32, density=0.25, alpha_help="0.5, Marschall et al.'s leak")
     c.add_argument("--learners", type=_learner_list,
                    default=_learner_list("snap1,snap2,eprop,rflo,kernl,kfrtrl,rkfrtrl,uoro,tbptt10,fbptt10,dni"))
     c.add_argument("--steps", type=_positive_int, default=400, help="length of the trajectory")
@@ -236,9 +236,9 @@ def _cmd_compare(args):
 
     if args.seeds < 0:
         raise ValueError(f"--seeds must be >= 0, got {args.seeds}")
-    if args.cell != "vanilla" and args.alpha not in (None, 0.5):
+    if args.cell != "vanilla" and args.alpha is not None:
         raise ValueError("--alpha (the leak) applies to the vanilla cell only")
-    alpha = args.alpha if args.cell == "vanilla" else None
+    alpha = (0.5 if args.alpha is None else args.alpha) if args.cell == "vanilla" else None
     result = compare(_task_config(args), args.cell, args.n_hidden, args.density, alpha,
                      [name for name, _ in args.learners], steps=args.steps, every=args.every, seeds=args.seeds,
                      dtype=args.dtype, seed=args.seed, out=args.out)

@@ -270,6 +270,7 @@ def test_cli_compare_prints_the_table_and_writes_files(tmp_path, capsys):
         (["resume", "/no/such/run"], "no run"),
         (["compare", "--learners", "rtrl,foo"], "unknown learner"),
         (["compare", "--cell", "gru", "--learners", "kfrtrl"], "VanillaRNN"),
+        (["compare", "--cell", "gru", "--alpha", "0.3"], "vanilla cell only"),
     ],
 )
 def test_cli_bad_arguments_give_a_message_and_a_nonzero_exit(argv, message, capsys, tmp_path):
