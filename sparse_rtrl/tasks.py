@@ -385,6 +385,12 @@ class _Continuing(Task):
         self._started = True
         return Segment(inputs, targets, np.ones(self.length, dtype=bool), reset)
 
+    def held_out(self, seed):
+        """The same task (for Mimic, the same teacher) on an independent input stream."""
+        cfg = self.config()
+        cfg["seed"] = self._held_out_seed(seed)
+        return make_task(cfg)
+
 
 class Add(_Continuing):
     """The "add" task in Marschall et al.'s form (after Pitis 2016).
@@ -437,11 +443,6 @@ class Add(_Continuing):
         self._history = full[full.shape[0] - H:].copy()
         inputs = np.stack([x, 1.0 - x], axis=-1).astype(self.dtype)
         return self._emit(inputs, y[..., None].astype(self.dtype))
-
-    def held_out(self, seed):
-        cfg = self.config()
-        cfg["seed"] = self._held_out_seed(seed)
-        return make_task(cfg)
 
     def config(self):
         cfg = self._common_config()
@@ -541,12 +542,6 @@ class Mimic(_Continuing):
             y[t] = h @ V.T + c
         self._h = h
         return self._emit(x.astype(self.dtype), y.astype(self.dtype))
-
-    def held_out(self, seed):
-        """The same teacher driven by an independent input stream."""
-        cfg = self.config()
-        cfg["seed"] = self._held_out_seed(seed)
-        return make_task(cfg)
 
     def config(self):
         cfg = self._common_config()
