@@ -21,3 +21,23 @@ def parser(description):
     p.set_defaults(out=os.path.join(HERE, "results"))
     p.add_argument("--seeds", type=int, default=None, help="seeds per learner (default: the mode's)")
     return p
+
+
+def train(config):
+    """Train one ``RunConfig`` in a temporary folder.
+
+    Returns the trainer (its network, learner and task as trained), the
+    training log records and the seconds taken.
+    """
+    import tempfile
+    import time
+
+    from sparse_rtrl.trainer import Trainer, read_log
+
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        trainer = Trainer(config, os.path.join(tmp, "run"), progress=False)
+        trainer.run()
+        seconds = time.perf_counter() - start
+        log = [r for r in read_log(os.path.join(tmp, "run", "metrics.jsonl")) if r.get("split") == "train"]
+    return trainer, log, seconds

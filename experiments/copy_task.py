@@ -12,19 +12,18 @@ and seed) and ``copy_task.png``.
 """
 
 import os
-import tempfile
 import time
 
 import numpy as np
 
-from _setup import parser, save_figure, write_csv
+from _setup import parser, save_figure, train, write_csv
 
 LEARNERS = [("snap2", 1), ("snap1", 1), ("uoro", 1), ("tbptt16", 16)]  # (spec, update_every)
 
 
 def main():
     args = parser(__doc__.split("\n\n")[0]).parse_args()
-    from sparse_rtrl.trainer import RunConfig, Trainer, read_log
+    from sparse_rtrl.trainer import RunConfig
 
     n, steps, seeds = (8, 600, 1) if args.quick else (64, 100_000, 3)
     seeds = args.seeds or seeds
@@ -35,15 +34,9 @@ def main():
                             optimizer="adam", lr=3e-3, clip_norm=1.0, update_every=every, steps=steps,
                             dtype="float32", seed=seed, log_every=max(steps // 50, 1), eval_every=0,
                             checkpoint_every=steps)
-            with tempfile.TemporaryDirectory() as tmp:
-                start = time.perf_counter()
-                trainer = Trainer(cfg, os.path.join(tmp, "run"), progress=False)
-                trainer.run()
-                secs = time.perf_counter() - start
-                for r in read_log(os.path.join(tmp, "run", "metrics.jsonl")):
-                    if r.get("split") == "train":
-                        rows.append({"learner": trainer.learner.name, "seed": seed, "step": r["step"],
-                                     "length": r["length"], "bits_per_symbol": r["value"]})
+            trainer, log, secs = train(cfg)
+            rows += [{"learner": trainer.learner.name, "seed": seed, "step": r["step"], "length": r["length"],
+                      "bits_per_symbol": r["value"]} for r in log]
             print(f"{trainer.learner.name:>10} seed {seed}: length {trainer.task.length} after {steps} steps "
                   f"({secs:.0f} s)")
     tag = "quick" if args.quick else f"gru{n}"

@@ -17,12 +17,11 @@ compare them fairly). Writes ``marschall_*.csv`` and
 """
 
 import os
-import tempfile
 import time
 
 import numpy as np
 
-from _setup import parser, save_figure, write_csv
+from _setup import parser, save_figure, train, write_csv
 
 # spec, update_every, (facing, structure, noise, form)
 LEARNERS = [
@@ -66,7 +65,7 @@ def alignment_after_training(trainer, steps, seed, every):
 
 def main():
     args = parser(__doc__.split("\n\n")[0]).parse_args()
-    from sparse_rtrl.trainer import RunConfig, Trainer, read_log
+    from sparse_rtrl.trainer import RunConfig
 
     n, steps, seeds, align_steps = (8, 300, 1, 60) if args.quick else (32, 30_000, 2, 500)
     seeds = args.seeds or seeds
@@ -78,12 +77,7 @@ def main():
                                 optimizer="adam", lr=1e-3, clip_norm=1.0, update_every=every, steps=steps,
                                 dtype="float64", seed=seed, log_every=max(steps // 20, 1), eval_every=0,
                                 checkpoint_every=steps)
-                with tempfile.TemporaryDirectory() as tmp:
-                    start = time.perf_counter()
-                    trainer = Trainer(cfg, os.path.join(tmp, "run"), progress=False)
-                    trainer.run()
-                    secs = time.perf_counter() - start
-                    log = [r for r in read_log(os.path.join(tmp, "run", "metrics.jsonl")) if r.get("split") == "train"]
+                trainer, log, secs = train(cfg)
                 tail = log[-max(1, len(log) // 10):]
                 final = float(np.mean([r["value"] for r in tail]))
                 first = log[0]["value"]
