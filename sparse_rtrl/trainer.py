@@ -65,7 +65,8 @@ class RunConfig:
     feedback : {"transpose", "random"}
         The readout's credit path (random feedback for random e-prop, DNIb).
     steps : int
-        Training steps (of each stream).
+        Training steps (of each stream). The run ends at the first segment
+        boundary at or past it (a copy episode is never cut short).
     batch_size : int or None
     dtype : {"float32", "float64"}
     seed : int
