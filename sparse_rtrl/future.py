@@ -11,25 +11,10 @@ gradients come ``T`` steps late), DNI predicts them with a learned linear
 model (Jaderberg et al. 2017).
 """
 
-import importlib
-
 import numpy as np
 
 from ._validate import check_float, check_int, check_real_array
-from .learners import Learner
-
-_KERNELS = {}
-
-
-def _future_kernel(name, parallel):
-    """A kernel of ``_future_kernels`` (serial or ``_par`` driver), loaded on first use."""
-    key = name + "_par" if parallel else name
-    fn = _KERNELS.get(key)
-    if fn is None:
-        fn = getattr(importlib.import_module("._future_kernels", __package__), key)
-        _KERNELS[key] = fn
-    return fn
-
+from .learners import Learner, _load_kernel
 
 class FutureBPTT(Learner):
     """Future-facing truncated BPTT, F-BPTT(T) (Marschall, Cho & Savin 2020).
@@ -115,7 +100,7 @@ class FutureBPTT(Learner):
         self._flushed = False
 
     def _run(self, propagate, n_emit):
-        _future_kernel("fbptt_step", self.parallel)(
+        self._kernel("future", "fbptt_step")(
             *self._structure_args, self._coef_hist, self._dloc_hist, self._z_hist, self._delta_hist,
             self._theta_hist, self._theta_idx,
             np.int64(self._newest), np.int64(self._count), propagate, np.int64(n_emit),
@@ -136,7 +121,7 @@ class FutureBPTT(Learner):
         return self._coef_hist[w], self._dloc_hist[w], self._z_hist[w]
 
     def _after_step(self, coef, dloc, presyn):
-        self._copy = _future_kernel("keep_recurrent", False)(
+        self._copy = _load_kernel("future", "keep_recurrent")(
             self.cell.params, self.cell.structure.n_rec_params, self._theta_hist, np.int64(self._copy))
         self._theta_idx[self._newest] = self._copy
         self._count += 1
@@ -322,8 +307,8 @@ class DNI(Learner):
         self._pending_chat = False  # chat_t^T I_t not yet emitted
 
     def _emit(self, c, with_chat):
-        _future_kernel("dni_emit", self.parallel)(c, self._chat, with_chat, self._coef, self._presyn,
-                                                  *self._structure_args[:6], self._v, self._gate_work, self._acc)
+        self._kernel("future", "dni_emit")(c, self._chat, with_chat, self._coef, self._presyn,
+                                           *self._structure_args[:6], self._v, self._gate_work, self._acc)
         if with_chat:
             self._pending_chat = False
 
@@ -337,7 +322,7 @@ class DNI(Learner):
 
     def _train(self):
         """Update ``A`` on the target of step ``t - 1`` (step ``t`` is complete)."""
-        _future_kernel("dni_train", self.parallel)(
+        self._kernel("future", "dni_train")(
             not self._learned, self._theta_step, self._coef, self._dloc, *self._structure_args,
             self._J_hat, self._A, self._A_frozen, self._credit, self._feat, self._feat_prev, self._lr,
             self._v, self._gate_work, self._err)
@@ -348,12 +333,12 @@ class DNI(Learner):
 
     def _after_step(self, coef, dloc, presyn):
         st = self.cell.structure
-        _future_kernel("dni_features", self.parallel)(self._state, presyn, np.int64(st.n_hidden), self._A,
-                                                      self._feat, self._chat)
+        self._kernel("future", "dni_features")(self._state, presyn, np.int64(st.n_hidden), self._A,
+                                               self._feat, self._chat)
         if self._learned:
             if self.n_steps >= 2:
-                _future_kernel("jacobian_train", self.parallel)(self._J_hat, self._feat_prev, self._state,
-                                                                self._jacobian_lr, self._jac_err)
+                self._kernel("future", "jacobian_train")(self._J_hat, self._feat_prev, self._state,
+                                                         self._jacobian_lr, self._jac_err)
         else:
             # D_t is formed at the next forward(), maybe after an optimiser
             # step: keep the recurrent weights this step ran with.
@@ -417,15 +402,10 @@ class DNI(Learner):
         ndarray, shape (S,) or (B, S), in the cell's dtype
         """
         st = self.cell.structure
-        arr = np.asarray(s)
-        if arr.ndim == 2:
-            s = check_real_array(s, "s", (arr.shape[0], st.n_state), self.cell.dtype)
-            x = check_real_array(x, "x", (arr.shape[0], st.n_in), self.cell.dtype)
-        else:
-            s = check_real_array(s, "s", (st.n_state,), self.cell.dtype)
-            x = check_real_array(x, "x", (st.n_in,), self.cell.dtype)
+        s, x, batched = self.cell._check_state_input(s, x)
         A = self._A
-        return s @ A[:, : st.n_state].T + x @ A[:, st.n_state: st.n_state + st.n_in].T + A[:, -1]
+        out = s @ A[:, : st.n_state].T + x @ A[:, st.n_state: st.n_state + st.n_in].T + A[:, -1]
+        return out if batched else out[0]
 
     def set_model(self, A, jacobian_estimate=None):
         """Load a synthetic-credit model (and ``A' := A``); with ``jacobian="learned"``, maybe ``Jhat``.

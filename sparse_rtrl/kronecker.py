@@ -14,26 +14,11 @@ with a single gate per unit and one state per unit (the VanillaRNN, leaky or
 not, tanh or linear), false for the GRU and the LSTM, which they refuse.
 """
 
-import importlib
-
 import numpy as np
 
 from ._validate import check_float, check_seed
 from .cells import Cell
 from .learners import Learner, _FormsDynamics
-
-_KERNELS = {}
-
-
-def _kernel(name, parallel):
-    """The serial or parallel driver of a kernel of ``_kronecker_kernels`` (imported on first use)."""
-    key = name + "_par" if parallel else name
-    fn = _KERNELS.get(key)
-    if fn is None:
-        fn = getattr(importlib.import_module("._kronecker_kernels", __package__), key)
-        _KERNELS[key] = fn
-    return fn
-
 
 def _check_cell(cell, learner):
     """Refuse cells whose immediate Jacobian is not one Kronecker product."""
@@ -90,6 +75,7 @@ class _Kronecker(_FormsDynamics, Learner):
         self._DB = np.zeros_like(self._Bf)
         self._credit = np.zeros((B, b_shape[1]), dt)
         self._uniform = np.zeros((B, self._n_draws()), np.float64)
+        self._eps = dt.type(self.eps)
         self._init_dynamics()
 
     def _reset(self):
@@ -104,14 +90,14 @@ class _Kronecker(_FormsDynamics, Learner):
         self._draw()
         self._form_dynamics()
         st = self.cell.structure
-        _kernel(self._update_kernel, self.parallel)(
+        self._kernel("kronecker", self._update_kernel)(
             st.dynamics.indptr, st.dynamics.indices, self._dyn, coef, presyn, self._uniform,
-            self._A, self._Bf, self._DB, self.cell.dtype.type(self.eps))
+            self._A, self._Bf, self._DB, self._eps)
 
     def _backward(self, c):
         seg_ptr, seg_unit, _, src = self._structure_args[:4]
-        _kernel(self._accumulate_kernel, self.parallel)(seg_ptr, seg_unit, src, self._A, self._Bf, c,
-                                                        self._credit, self._acc)
+        self._kernel("kronecker", self._accumulate_kernel)(seg_ptr, seg_unit, src, self._A, self._Bf, c,
+                                                          self._credit, self._acc)
 
     def factors(self):
         """The current factors ``(A, B)`` (copies): unbatched ``A`` is 1-D and ``B`` 2-D;

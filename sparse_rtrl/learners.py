@@ -35,7 +35,10 @@ PARALLEL_MIN_WORK = 1 << 15
 #: cores once its influence holds this many entries (about 0.1 ms of work).
 SPLIT_MIN_WORK = 1 << 17
 
-_KERNEL_MODULES = {"learner": "._learner_kernels", "snap": "._snap_kernels"}
+_KERNEL_MODULES = {
+    "learner": "._learner_kernels", "snap": "._snap_kernels", "kronecker": "._kronecker_kernels",
+    "local": "._local_kernels", "future": "._future_kernels",
+}
 _KERNELS = {}
 
 

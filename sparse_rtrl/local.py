@@ -21,24 +21,11 @@ the learner's: ``sr.LinearReadout(cell, n_out, feedback="random")`` passes
 whatever credit they are given.
 """
 
-import importlib
-
 import numpy as np
 
 from ._validate import check_float, check_real_array, check_seed
 from .cells import Cell, VanillaRNN
 from .learners import Learner, SnAp
-
-_KERNELS = {}
-
-
-def _local_kernel(name):
-    fn = _KERNELS.get(name)
-    if fn is None:
-        fn = getattr(importlib.import_module("._local_kernels", __package__), name)
-        _KERNELS[name] = fn
-    return fn
-
 
 def _require_vanilla(cell, learner):
     if not isinstance(cell, Cell):
@@ -63,10 +50,6 @@ class _UnitTrace(Learner):
 
     _memory_parts = {"influence": ("_trace",)}
 
-    def _local(self, name):
-        """The serial or parallel driver of a kernel of ``_local_kernels``."""
-        return _local_kernel(name + "_par" if self.parallel else name)
-
     def _allocate(self):
         st = self.cell.structure
         self._trace = np.zeros((self._B, st.n_params), self.cell.dtype)
@@ -83,8 +66,8 @@ class _UnitTrace(Learner):
 
     def _apply(self, u, accumulate):
         seg_ptr, seg_unit, seg_gate, src = self._structure_args[:4]
-        self._local("trace_update")(seg_ptr, seg_unit, seg_gate, src, self._decays(), self._coef, self._presyn, u,
-                                    self._trace, self._acc, accumulate)
+        self._kernel("local", "trace_update")(seg_ptr, seg_unit, seg_gate, src, self._decays(), self._coef,
+                                              self._presyn, u, self._trace, self._acc, accumulate)
         self._pending = False
 
     def _prepare_step(self):
@@ -100,7 +83,7 @@ class _UnitTrace(Learner):
             self._apply(u, True)
         else:
             seg_ptr, seg_unit = self._structure_args[:2]
-            self._local("trace_accumulate")(seg_ptr, seg_unit, u, self._trace, self._acc)
+            self._kernel("local", "trace_accumulate")(seg_ptr, seg_unit, u, self._trace, self._acc)
 
     def traces(self):
         """The eligibility trace ``B``, one number per parameter: (P,), or (B, P) when batched (a copy)."""
@@ -321,18 +304,19 @@ class KeRNL(_UnitTrace):
         self.cell.advance(self._copy, self._x, self._copy_next, self._copy_coef, self._copy_dloc,
                           self._copy_presyn, self.parallel)
         self._rng.standard_normal(out=self._normal)
-        self._local("kernl_perturb")(self._state, self._copy_next, self._normal, self.sigma, self._gamma, self._A,
-                                     self._copy, self._omega, self._big_gamma, self._decay, self._err, self._row)
+        self._kernel("local", "kernl_perturb")(self._state, self._copy_next, self._normal, self.sigma, self._gamma,
+                                               self._A, self._copy, self._omega, self._big_gamma, self._decay,
+                                               self._err, self._row)
         if self.lr > 0.0:
-            self._local("kernl_learn")(self._A, self._gamma, self._err, self._omega, self._big_gamma, self._row,
-                                       self._step)
+            self._kernel("local", "kernl_learn")(self._A, self._gamma, self._err, self._omega, self._big_gamma,
+                                                 self._row, self._step)
         self._pending = True
 
     def _decays(self):
         return self._decay
 
     def _unit_credit(self, c):
-        self._local("unit_credit")(c, self._A, self._u)
+        self._kernel("local", "unit_credit")(c, self._A, self._u)
         return self._u
 
     @property

@@ -20,11 +20,6 @@ exact zero of ``L`` and KeRNL must find it (and then equal RTRL); (2) for any
 stable ``D`` it must move towards the minimiser of ``L``.
 """
 
-import os
-import subprocess
-import sys
-import textwrap
-
 import numpy as np
 import pytest
 import scipy.optimize
@@ -592,47 +587,3 @@ def test_memory(batch, dtype):
         eprop = EProp(c, batch_size=batch)
         assert eprop.memory()["influence"] == B * eprop.mask_size * it == B * eprop.mask().nnz * it
         assert eprop.mask_size == naive.snap_mask(c, 1).sum()
-
-
-BOUNDSCHECK_SCRIPT = textwrap.dedent(
-    """
-    import numpy as np
-    import sparse_rtrl as sr
-    from sparse_rtrl.local import RFLO, EProp, KeRNL
-
-    rng = np.random.default_rng(0)
-    vanilla = sr.VanillaRNN(3, 7, density=0.3, alpha=0.5, seed=1, input_density=0.5)
-    cells = [vanilla, sr.GRU(2, 6, density=0.4, seed=2, shared_pattern=False),
-             sr.LSTM(3, 5, density=0.35, seed=3, shared_pattern=False, input_density=0.6)]
-    for cell in cells:
-        for batch in (None, 3):
-            for parallel in (False, True):
-                learners = [EProp(cell, batch_size=batch, parallel=parallel)]
-                if cell is vanilla:
-                    learners += [RFLO(cell, batch_size=batch, parallel=parallel),
-                                 KeRNL(cell, lr=0.01, batch_size=batch, parallel=parallel)]
-                shape = () if batch is None else (batch,)
-                for lrn in learners:
-                    for t in range(5):
-                        lrn.forward(rng.normal(size=shape + (cell.n_in,)))
-                        if t != 2:
-                            lrn.backward(rng.normal(size=shape + (cell.n_state,)))
-                        if t == 1:
-                            lrn.backward(rng.normal(size=shape + (cell.n_state,)))
-                            lrn.grad()
-                    assert np.isfinite(lrn.grad()).all(), lrn
-    print("ok")
-    """
-)
-
-
-def test_local_kernels_under_boundscheck(tmp_path):
-    """Every kernel of this module's learners (serial and parallel drivers) with
-    numba's bounds checking on, in a subprocess with its own cache folder."""
-    env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=str(tmp_path))
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    out = subprocess.run([sys.executable, "-c", BOUNDSCHECK_SCRIPT], capture_output=True, text=True, env=env,
-                         cwd=root)
-    assert out.returncode == 0, out.stderr[-4000:]
-    assert out.stdout.strip().endswith("ok")
