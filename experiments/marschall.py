@@ -46,20 +46,10 @@ TASKS = {"add": {"name": "add", "t1": 5, "t2": 9, "length": 100}, "mimic": {"nam
 def alignment_after_training(trainer, steps, seed, every):
     """Mean cosine of the trained learner's gradient with RTRL's, weights frozen, over windows of ``every`` steps."""
     import sparse_rtrl as sr
+    from sparse_rtrl.compare import stream_credits
 
-    task = trainer.task.held_out(seed)
-    xs, ys = [], []
-    while sum(len(x) for x in xs) < steps:
-        seg = task.segment()
-        xs.append(seg.inputs)
-        ys.append(seg.targets)
-    xs, ys = np.concatenate(xs)[:steps], np.concatenate(ys)[:steps]
-    s, credits = trainer.cell.init_state(), []
-    for x, y in zip(xs, ys):
-        s = trainer.cell.step(s, x)
-        credits.append(trainer.readout.step(s, y)[1])
-    trainer.readout.grad()  # drop the readout gradient those steps accumulated
-    report = sr.alignment({"learner": trainer.learner}, xs, np.array(credits), every=every)
+    xs, credits = stream_credits(trainer.cell, trainer.readout, trainer.task.held_out(seed), steps)
+    report = sr.alignment({"learner": trainer.learner}, xs, credits, every=every)
     return report["mean_cosine"]["learner"]
 
 

@@ -15,15 +15,9 @@ from . import registry
 STOCHASTIC = ("uoro", "kfrtrl", "rkfrtrl")
 
 
-def trajectory(task_cfg, cell_kind, n_hidden, density, alpha, steps, dtype="float64", seed=0):
-    """The cell, its inputs ``(T, n_in)`` and credits ``(T, S)`` along ``steps`` steps of the task."""
-    from . import tasks
-    from .readouts import LinearReadout
-
-    seeds = np.random.SeedSequence(seed).generate_state(3)
-    task = tasks.make_task(dict(task_cfg, batch_size=None, seed=int(seeds[0]), dtype=dtype))
-    cell = registry.make_cell(cell_kind, task.n_in, n_hidden, density, int(seeds[1]), dtype, alpha=alpha)
-    readout = LinearReadout(cell, task.n_out, loss=task.loss, seed=int(seeds[2]))
+def stream_credits(cell, readout, task, steps):
+    """Inputs ``(steps, n_in)`` of ``task`` and the credits ``(steps, S)`` of ``readout``'s loss
+    along the cell's trajectory, weights frozen. Clears the readout's accumulated gradient."""
     xs, ys = [], []
     while sum(len(x) for x in xs) < steps:
         seg = task.segment()
@@ -36,6 +30,20 @@ def trajectory(task_cfg, cell_kind, n_hidden, density, alpha, steps, dtype="floa
     for t in range(steps):
         s = cell.step(s, inputs[t])
         credits[t] = readout.step(s, targets[t])[1]
+    readout.grad()  # drop the gradient these steps accumulated
+    return inputs, credits
+
+
+def trajectory(task_cfg, cell_kind, n_hidden, density, alpha, steps, dtype="float64", seed=0):
+    """The cell, its inputs ``(T, n_in)`` and credits ``(T, S)`` along ``steps`` steps of the task."""
+    from . import tasks
+    from .readouts import LinearReadout
+
+    seeds = np.random.SeedSequence(seed).generate_state(3)
+    task = tasks.make_task(dict(task_cfg, batch_size=None, seed=int(seeds[0]), dtype=dtype))
+    cell = registry.make_cell(cell_kind, task.n_in, n_hidden, density, int(seeds[1]), dtype, alpha=alpha)
+    readout = LinearReadout(cell, task.n_out, loss=task.loss, seed=int(seeds[2]))
+    inputs, credits = stream_credits(cell, readout, task, steps)
     return cell, inputs, credits
 
 

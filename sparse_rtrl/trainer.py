@@ -254,7 +254,6 @@ class Trainer:
                                                  c.momentum, c.clip_norm)
         self._eval_seed = int(seeds[4])
         self.step = 0
-        self.segments = 0
         self._window = {"loss": 0.0, "score": 0.0, "steps": 0, "n": 0}
         self._next = {"log": c.log_every, "eval": c.eval_every or None, "checkpoint": c.checkpoint_every}
         self.seconds = 0.0
@@ -268,7 +267,6 @@ class Trainer:
         return {
             "format": FORMAT,
             "step": self.step,
-            "segments": self.segments,
             "seconds": self.seconds,
             "window": dict(self._window),
             "next": dict(self._next),
@@ -288,7 +286,6 @@ class Trainer:
         checkpoint.set_state(self.learner, state["learner"])
         self.task.load_state_dict(state["task"])
         self.step = int(state["step"])
-        self.segments = int(state["segments"])
         self.seconds = float(state["seconds"])
         self._window = dict(state["window"])
         self._next = dict(state["next"])
@@ -401,15 +398,14 @@ class Trainer:
                 T = seg.inputs.shape[0]
                 self.task.record(seg, losses)
                 self.step += T
-                self.segments += 1
                 n_scored = int(np.sum(seg.scored))
                 if n_scored:
                     last_score = float(self.task.score(seg, losses))
                     self._window["score"] += last_score * n_scored
                     self._window["steps"] += n_scored
                 self._window["loss"] += float(np.sum(losses)) / (c.batch_size or 1)
-                self.seconds = time.perf_counter() - started
                 self._window["n"] += T
+                self.seconds = time.perf_counter() - started
                 bar.update(self.step, {"loss": self._window["loss"] / self._window["n"], self.task.metric: last_score,
                                        **self._extra()})
                 self._boundary()
@@ -421,7 +417,7 @@ class Trainer:
         """Apply the gradient left in a partial block at an episode's end."""
         from .future import FutureBPTT
 
-        if self.step == 0 or self.config.update_every == 1 and not isinstance(self.learner, FutureBPTT):
+        if self.step == 0 or (self.config.update_every == 1 and not isinstance(self.learner, FutureBPTT)):
             return
         if isinstance(self.learner, FutureBPTT):
             self.learner.flush()
@@ -443,17 +439,19 @@ class Trainer:
                    "seconds": round(self.seconds, 3), **self._extra()}
             self._log(rec)
             self._window = {"loss": 0.0, "score": 0.0, "steps": 0, "n": 0}
-            while self._next["log"] <= self.step:
-                self._next["log"] += c.log_every
+            self._advance("log", c.log_every)
         if self._next["eval"] is not None and self.step >= self._next["eval"]:
             self._log({"step": self.step, "split": "eval", "metric": self.task.metric, "value": self.evaluate(),
                        **self._extra()})
-            while self._next["eval"] <= self.step:
-                self._next["eval"] += c.eval_every
+            self._advance("eval", c.eval_every)
         if self.step >= self._next["checkpoint"] or self.step >= c.steps:
             self.save_checkpoint()
-            while self._next["checkpoint"] <= self.step:
-                self._next["checkpoint"] += c.checkpoint_every
+            self._advance("checkpoint", c.checkpoint_every)
+
+    def _advance(self, event, every):
+        """Move ``event``'s next due step past the current step."""
+        while self._next[event] <= self.step:
+            self._next[event] += every
 
     def _finish(self):
         records = read_log(self._path("metrics.jsonl"))
