@@ -339,8 +339,10 @@ class Trainer:
             f.write(json.dumps(record) + "\n")
 
     def _extra(self):
-        length = getattr(self.task, "length", None)
-        return {} if length is None else {"length": int(length)}
+        """The copy curriculum's length, logged with every record (other tasks' ``length`` is a segment size)."""
+        from .tasks import Copy
+
+        return {"length": int(self.task.length)} if isinstance(self.task, Copy) else {}
 
     # -- evaluation ---------------------------------------------------------------------
     def evaluate(self, n_steps=None):

@@ -186,6 +186,14 @@ def test_cli_reports_divergence_with_status_3(tmp_path, capsys):
     assert "diverged at step" in capsys.readouterr().err
 
 
+def test_only_the_copy_task_logs_a_curriculum_length(tmp_path):
+    Trainer(small_config(steps=80), tmp_path / "add", progress=False).run()
+    assert all("length" not in r for r in read_log(tmp_path / "add" / "metrics.jsonl"))
+    Trainer(small_config(steps=80, task={"name": "copy"}), tmp_path / "copy", progress=False).run()
+    records = read_log(tmp_path / "copy" / "metrics.jsonl")
+    assert records and all(r["length"] >= 1 for r in records if r.get("split") == "train")
+
+
 def test_evaluate_matches_a_plain_loop(tmp_path):
     trainer = Trainer(small_config(eval_steps=60), tmp_path / "run", progress=False)
     trainer.run()
