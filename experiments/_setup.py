@@ -32,7 +32,7 @@ def train(config):
     import tempfile
     import time
 
-    from sparse_rtrl.trainer import Trainer, read_log
+    from sparse_rtrl.training.trainer import Trainer, read_log
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()

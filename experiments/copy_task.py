@@ -23,7 +23,7 @@ LEARNERS = [("snap2", 1), ("snap1", 1), ("uoro", 1), ("tbptt16", 16)]  # (spec, 
 
 def main():
     args = parser(__doc__.split("\n\n")[0]).parse_args()
-    from sparse_rtrl.trainer import RunConfig
+    from sparse_rtrl.training.trainer import RunConfig
 
     n, steps, seeds = (8, 600, 1) if args.quick else (64, 100_000, 3)
     seeds = args.seeds or seeds

@@ -55,7 +55,7 @@ def alignment_after_training(trainer, steps, seed, every):
 
 def main():
     args = parser(__doc__.split("\n\n")[0]).parse_args()
-    from sparse_rtrl.trainer import RunConfig
+    from sparse_rtrl.training.trainer import RunConfig
 
     n, steps, seeds, align_steps = (8, 300, 1, 60) if args.quick else (32, 30_000, 2, 500)
     seeds = args.seeds or seeds

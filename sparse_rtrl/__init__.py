@@ -5,18 +5,17 @@ compiled (then cached on disk), only when first used.
 """
 
 from .cells import GRU, LSTM, Cell, CellStructure, Jacobians, SparseWeight, VanillaRNN
-from .learners import BPTT, RTRL, TBPTT, UORO, Learner, SnAp
-from .future import DNI, DNIb, FutureBPTT
+from .learners import (BPTT, DNI, KFRTRL, RFLO, RKFRTRL, RTRL, TBPTT, UORO, DNIb, EProp, FutureBPTT, KeRNL,
+                       Learner, SnAp)
 from .gradcheck import GradCheckReport, gradcheck
-from .kronecker import KFRTRL, RKFRTRL
-from .local import RFLO, EProp, KeRNL
 from .metrics import alignment, estimator_variance
-from .online import DivergenceError, train_online
-from .optim import SGD, Adam, Optimizer
+from .training.online import DivergenceError, train_online
+from .training.optim import SGD, Adam, Optimizer
 from .patterns import Pattern
-from .readouts import LinearReadout
-from .trainer import RunConfig, Trainer, TrainingDiverged
-from . import checkpoint, registry, tasks  # noqa: E402  (modules: sr.tasks.Copy, sr.checkpoint.save, ...)
+from .training.readouts import LinearReadout
+from .training.trainer import RunConfig, Trainer, TrainingDiverged
+from .training import checkpoint, tasks  # modules: sr.tasks.Copy, sr.checkpoint.save, ...
+from . import registry
 
 __version__ = "0.1.0"
 

@@ -44,7 +44,7 @@ CACHE = os.environ.get("SPARSE_RTRL_NUMBA_CACHE", "1") != "0"
 
 @functools.lru_cache(maxsize=None)
 def package_stamp():
-    """SHA-256 of every module of the package.
+    """SHA-256 of every module of the package, subpackages included.
 
     numba keys a cached function on its own file only, so a kernel that calls
     a kernel of another module would keep the old callee compiled in after an
@@ -53,11 +53,14 @@ def package_stamp():
     """
     root = os.path.dirname(os.path.abspath(__file__))
     digest = hashlib.sha256()
-    for name in sorted(os.listdir(root)):
-        if name.endswith(".py"):
-            digest.update(name.encode())
-            with open(os.path.join(root, name), "rb") as f:
-                digest.update(f.read())
+    for folder, dirs, files in sorted(os.walk(root)):
+        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "__")))
+        for name in sorted(files):
+            if name.endswith(".py"):
+                path = os.path.join(folder, name)
+                digest.update(os.path.relpath(path, root).encode())
+                with open(path, "rb") as f:
+                    digest.update(f.read())
     return digest.hexdigest()
 
 

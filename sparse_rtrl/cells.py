@@ -523,7 +523,7 @@ class Cell:
         if batched:
             raise ValueError("jacobians() takes one state of shape (S,), not a batch")
         st = self.structure
-        from ._learner_kernels import form_dynamics
+        from .learners._base_kernels import form_dynamics
 
         out = np.empty_like(s)
         coef = np.empty((1, st.n_state, st.n_gates), self.dtype)

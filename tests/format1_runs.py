@@ -92,9 +92,7 @@ def restore(objs, tree):
 
 
 def run_folder_result(folder):
-    from sparse_rtrl.trainer import Trainer
-
-    trainer = Trainer.resume(folder, progress=False)
+    trainer = sr.Trainer.resume(folder, progress=False)
     trainer.run()
     return {"cell": trainer.cell.params.copy(), "readout": trainer.readout.params.copy()}
 
@@ -105,8 +103,7 @@ RUN_CONFIG = dict(task={"name": "add", "length": 20}, cell="vanilla", n_hidden=6
 
 
 def record():
-    from sparse_rtrl.trainer import RunConfig, Trainer
-
+    RunConfig, Trainer = sr.RunConfig, sr.Trainer
     os.makedirs(FOLDER, exist_ok=True)
     expected = {}
     for kind in KINDS:

@@ -140,14 +140,13 @@ TRAINER_CASES = {
 
 
 def trainer_run(case, folder):
-    from sparse_rtrl.trainer import RunConfig, Trainer, read_log
-
     base = dict(n_hidden=6, density=0.5, optimizer="adam", lr=1e-2, steps=300, log_every=50, eval_every=100,
                 eval_steps=40, checkpoint_every=100, dtype="float64", seed=2)
     base.update(TRAINER_CASES[case])
-    trainer = Trainer(RunConfig(**base), folder, progress=False)
+    trainer = sr.Trainer(sr.RunConfig(**base), folder, progress=False)
     trainer.run()
-    log = [{k: v for k, v in r.items() if k != "seconds"} for r in read_log(os.path.join(folder, "metrics.jsonl"))]
+    with open(os.path.join(folder, "metrics.jsonl")) as f:
+        log = [{k: v for k, v in json.loads(line).items() if k != "seconds"} for line in f]
     return {"cell": trainer.cell.params.copy(), "readout": trainer.readout.params.copy(),
             "log": np.frombuffer(json.dumps(log, sort_keys=True).encode(), dtype=np.uint8).copy()}
 

@@ -14,7 +14,7 @@ import naive
 import naive_future
 import sparse_rtrl as sr
 from conftest import CELL_KINDS, DTYPES, cells, make_cell, random_sequence
-from sparse_rtrl.future import DNI, DNIb, FutureBPTT
+from sparse_rtrl.learners.future import DNI, DNIb, FutureBPTT
 
 dtypes = st.sampled_from(DTYPES)
 

@@ -6,7 +6,7 @@ import pytest
 import sparse_rtrl as sr
 from sparse_rtrl._cell_kernels import vanilla_kernel
 from sparse_rtrl._jit import njit
-from sparse_rtrl.learners import RTRL, SnAp
+from sparse_rtrl import RTRL, SnAp
 
 from conftest import make_cell
 

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 import naive
 import sparse_rtrl as sr
 from conftest import cells, make_cell, random_sequence
-from sparse_rtrl.kronecker import KFRTRL, RKFRTRL
+from sparse_rtrl.learners.kronecker import KFRTRL, RKFRTRL
 from test_uoro import unbiasedness_statistics
 
 LEARNERS = {"KF": KFRTRL, "RKF": RKFRTRL}

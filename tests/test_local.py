@@ -31,7 +31,7 @@ import naive
 import naive_local
 import sparse_rtrl as sr
 from conftest import DTYPES, cells, make_cell
-from sparse_rtrl.local import RFLO, EProp, KeRNL
+from sparse_rtrl.learners.local import RFLO, EProp, KeRNL
 
 seeds = st.integers(0, 2**16)
 dtypes = st.sampled_from(DTYPES)

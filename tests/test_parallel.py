@@ -66,7 +66,7 @@ def test_one_stream_split_over_cores_equals_serial(cell, n, chunks, seed, dtype)
     updated in parallel: same numbers as the serial update, bit for bit."""
     from unittest import mock
 
-    import sparse_rtrl.learners as learners
+    import sparse_rtrl.learners.snap as learners
 
     with mock.patch.object(learners, "_split_chunks", lambda: chunks):
         _check_split_equals_serial(cell.astype(dtype), n, seed)
@@ -96,7 +96,7 @@ def _check_split_equals_serial(cell, n, seed):
 
 
 def test_equal_chunks_cover_every_item_once():
-    from sparse_rtrl.learners import _equal_chunks
+    from sparse_rtrl.learners.snap import _equal_chunks
 
     work = np.array([5, 1, 1, 1, 9, 2, 2, 0, 3])
     for k in range(1, 12):

@@ -9,7 +9,7 @@ import pytest
 import sparse_rtrl as sr
 from sparse_rtrl import checkpoint
 from sparse_rtrl.cli import main
-from sparse_rtrl.trainer import RunConfig, Trainer, TrainingDiverged, read_log
+from sparse_rtrl.training.trainer import RunConfig, Trainer, TrainingDiverged, read_log
 
 
 def small_config(**kw):

@@ -16,9 +16,9 @@ not, tanh or linear), false for the GRU and the LSTM, which they refuse.
 
 import numpy as np
 
-from ._validate import check_float, check_seed
-from .cells import Cell
-from .learners import Learner, _FormsDynamics
+from .._validate import check_float, check_seed
+from ..cells import Cell
+from .base import Learner, _FormsDynamics
 
 def _check_cell(cell, learner):
     """Refuse cells whose immediate Jacobian is not one Kronecker product."""

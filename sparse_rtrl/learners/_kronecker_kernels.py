@@ -20,7 +20,7 @@ import numpy as np
 
 from numba import prange, uint64
 
-from ._jit import njit, parallel_njit
+from .._jit import njit, parallel_njit
 
 #: Rounding must not depend on where a stream body is compiled: each one is
 #: compiled more than once (a signed index under ``range``, an unsigned one

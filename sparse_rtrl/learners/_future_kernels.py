@@ -14,8 +14,8 @@ units) and ``n_rec_seg`` (the recurrent row segments, a prefix).
 
 from numba import prange, uint64
 
-from ._jit import njit, parallel_njit
-from ._learner_kernels import gate_credit, immediate_vjp
+from .._jit import njit, parallel_njit
+from ._base_kernels import gate_credit, immediate_vjp
 
 
 @njit(gather=True)

@@ -16,7 +16,7 @@ same decays and credits they give the same numbers, bit for bit.
 
 from numba import prange, uint64
 
-from ._jit import njit, parallel_njit
+from .._jit import njit, parallel_njit
 
 
 # -- the per-parameter trace (RFLO, KeRNL) ----------------------------------------

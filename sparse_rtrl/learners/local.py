@@ -23,9 +23,10 @@ whatever credit they are given.
 
 import numpy as np
 
-from ._validate import check_float, check_real_array, check_seed
-from .cells import Cell, VanillaRNN
-from .learners import Learner, SnAp
+from .._validate import check_float, check_real_array, check_seed
+from ..cells import Cell, VanillaRNN
+from .base import Learner
+from .snap import SnAp
 
 def _require_vanilla(cell, learner):
     if not isinstance(cell, Cell):

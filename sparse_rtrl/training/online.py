@@ -9,8 +9,9 @@ order as the step-by-step path and gives identical numbers.
 
 import numpy as np
 
-from ._validate import check_int, check_real_array
-from .learners import Learner, SnAp
+from .._validate import check_int, check_real_array
+from ..learners.base import Learner
+from ..learners.snap import SnAp
 from .optim import Optimizer
 from .readouts import LinearReadout
 
@@ -117,7 +118,7 @@ def train_online(learner, readout, optimizer, inputs, targets, update_every=1, f
 
 
 def _fused_obstacle(learner):
-    from . import _cell_kernels as ck
+    from .. import _cell_kernels as ck
 
     if type(learner) is not SnAp:
         return f"the fused loop runs SnAp learners; {learner.name} runs step by step"

@@ -15,7 +15,7 @@ import numpy as np
 
 from numba import prange, uint64
 
-from ._jit import njit, parallel_njit
+from .._jit import njit, parallel_njit
 
 
 @njit

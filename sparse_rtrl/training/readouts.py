@@ -7,8 +7,8 @@ returns ``c_t = dL_t/ds_t``, the credit a learner's ``backward`` takes.
 
 import numpy as np
 
-from ._validate import check_int, check_real_array, check_seed
-from .cells import Cell
+from .._validate import check_int, check_real_array, check_seed
+from ..cells import Cell
 
 LOSSES = ("mse", "cross_entropy")
 

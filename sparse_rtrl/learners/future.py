@@ -13,8 +13,8 @@ model (Jaderberg et al. 2017).
 
 import numpy as np
 
-from ._validate import check_float, check_int, check_real_array
-from .learners import Learner, _load_kernel
+from .._validate import check_float, check_int, check_real_array
+from .base import Learner, _load_kernel
 
 class FutureBPTT(Learner):
     """Future-facing truncated BPTT, F-BPTT(T) (Marschall, Cho & Savin 2020).

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validate import check_dtype, check_float, check_int
+from .._validate import check_dtype, check_float, check_int
 
 __all__ = ["Add", "CharLM", "Copy", "Mimic", "MissingCorpusError", "Segment", "TASKS", "Task", "make_task"]
 

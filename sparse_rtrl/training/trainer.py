@@ -24,8 +24,9 @@ import time
 
 import numpy as np
 
-from . import checkpoint, registry
-from ._validate import check_float, check_int
+from .. import registry
+from . import checkpoint
+from .._validate import check_float, check_int
 from .online import DivergenceError, train_online
 
 FORMAT = 1
@@ -417,7 +418,7 @@ class Trainer:
 
     def _end_episode(self):
         """Apply the gradient left in a partial block at an episode's end."""
-        from .future import FutureBPTT
+        from ..learners.future import FutureBPTT
 
         if self.step == 0 or (self.config.update_every == 1 and not isinstance(self.learner, FutureBPTT)):
             return

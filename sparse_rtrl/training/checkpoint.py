@@ -793,8 +793,8 @@ def get_state(obj):
           arrays themselves belong to their cell and readout;
         - Generator: ``bit_generator``, its ``bit_generator.state``.
     """
-    from .cells import Cell
-    from .learners import Learner
+    from ..cells import Cell
+    from ..learners.base import Learner
     from .optim import Optimizer
     from .readouts import LinearReadout
 
@@ -842,8 +842,8 @@ def set_state(obj, state):
     An optimiser takes the saved hyperparameters (a schedule may have
     changed ``lr``).
     """
-    from .cells import Cell
-    from .learners import Learner
+    from ..cells import Cell
+    from ..learners.base import Learner
     from .optim import Optimizer
     from .readouts import LinearReadout
 

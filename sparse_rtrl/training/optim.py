@@ -9,7 +9,7 @@ changes, so a diverging run stops with its parameters intact.
 
 import numpy as np
 
-from ._validate import check_float
+from .._validate import check_float
 
 
 class Optimizer:

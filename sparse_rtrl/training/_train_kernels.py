@@ -8,10 +8,10 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
-from ._cell_kernels import gru_kernel, lstm_kernel, vanilla_kernel
-from ._jit import njit
-from ._learner_kernels import form_dynamics, take_grad
-from ._snap_kernels import snap_diag_update, snap_update, take_block_grad
+from .._cell_kernels import gru_kernel, lstm_kernel, vanilla_kernel
+from .._jit import njit
+from ..learners._base_kernels import form_dynamics, take_grad
+from ..learners._snap_kernels import snap_diag_update, snap_update, take_block_grad
 
 MSE = 0
 CROSS_ENTROPY = 1

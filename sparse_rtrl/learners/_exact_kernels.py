@@ -1,0 +1,169 @@
+"""Compiled kernels of the exact references: RTRL's dense influence and (T)BPTT's stored window."""
+
+from numba import prange, uint64
+
+from .._jit import njit, parallel_njit
+from ._base_kernels import gate_credit
+
+
+@njit
+def _rtrl_update_stream(b, dyn_ptr, dyn_idx, dyn, coef, z, unit, gate, src, touch, n, J, J_new, c, acc, accumulate):
+    n_touch = touch.shape[1]
+    P = J.shape[2]
+    Jb = J[b]
+    Nb = J_new[b]
+    d = dyn[b]
+    for k in range(Jb.shape[0]):
+        row = Nb[k]
+        row[:] = 0.0
+        for e in range(dyn_ptr[k], dyn_ptr[k + 1]):
+            dk = d[e]
+            src_row = Jb[dyn_idx[e]]
+            for p in range(P):
+                row[p] += dk * src_row[p]
+    for p in range(P):
+        g = gate[p]
+        zp = z[b, src[p]]
+        for m in range(n_touch):
+            if touch[g, m]:
+                k = unit[p] + m * n
+                Nb[k, p] += coef[b, k, g] * zp
+    if accumulate:
+        accb = acc[b]
+        for k in range(Nb.shape[0]):
+            ck = c[b, k]
+            if ck != 0.0:
+                row = Nb[k]
+                for p in range(P):
+                    accb[p] += ck * row[p]
+
+
+@njit
+def rtrl_update(dyn_ptr, dyn_idx, dyn, coef, z, unit, gate, src, touch, n,
+                J, J_new, c, acc, accumulate):
+    """``J_new = D J + I`` for every stream; if ``accumulate``, ``acc += c J_new``."""
+    for b in range(J.shape[0]):
+        _rtrl_update_stream(b, dyn_ptr, dyn_idx, dyn, coef, z, unit, gate, src, touch, n, J, J_new, c, acc, accumulate)
+
+
+@parallel_njit()
+def rtrl_update_par(dyn_ptr, dyn_idx, dyn, coef, z, unit, gate, src, touch, n,
+                J, J_new, c, acc, accumulate):
+    """``rtrl_update`` with the streams spread over the cores (same result)."""
+    for b in prange(J.shape[0]):
+        _rtrl_update_stream(b, dyn_ptr, dyn_idx, dyn, coef, z, unit, gate, src, touch, n, J, J_new, c, acc, accumulate)
+
+
+@njit
+def _dense_accumulate_stream(b, J, c, acc):
+    accb = acc[b]
+    for k in range(J.shape[1]):
+        ck = c[b, k]
+        if ck != 0.0:
+            row = J[b, k]
+            for p in range(J.shape[2]):
+                accb[p] += ck * row[p]
+
+
+@njit
+def dense_accumulate(J, c, acc):
+    """``acc[b] += c[b] J[b]`` for a dense influence ``J`` (B, S, P)."""
+    for b in range(J.shape[0]):
+        _dense_accumulate_stream(b, J, c, acc)
+
+
+@parallel_njit()
+def dense_accumulate_par(J, c, acc):
+    """``dense_accumulate`` with the streams spread over the cores (same result)."""
+    for b in prange(J.shape[0]):
+        _dense_accumulate_stream(b, J, c, acc)
+
+
+# -- BPTT over a stored window ---------------------------------------------------
+
+
+@njit(gather=True)
+def snapshot_if_changed(theta, n_rec, theta_hist, n_snap):
+    """Keep a copy of the recurrent weights when they differ from the last copy.
+
+    Returns the number of stored copies; the current weights are copy
+    ``n_snap - 1`` afterwards. Cheap when nothing changed (one compare pass).
+    """
+    if n_snap > 0:
+        last = theta_hist[n_snap - 1]
+        same = True
+        for p in range(n_rec):
+            if last[p] != theta[p]:
+                same = False
+                break
+        if same:
+            return n_snap
+    dst = theta_hist[n_snap]
+    for p in range(n_rec):
+        dst[p] = theta[p]
+    return n_snap + 1
+
+
+@njit(gather=True)
+def _bptt_window_stream(b, seg_ptr, seg_unit, seg_gate, src, touch, n, n_rec_seg, coef_hist, dloc_hist, z_hist, c_hist, theta_hist, theta_idx, t_stop, delta, scratch, u, acc):
+    m = touch.shape[1]
+    dl = delta[b]
+    dl[:] = 0.0
+    ub = u[b]
+    accb = acc[b]
+    out = scratch[b]
+    for t in range(t_stop - 1, -1, -1):
+        ct = c_hist[t, b]
+        for k in range(dl.shape[0]):
+            dl[k] += ct[k]
+        gate_credit(dl, coef_hist[t, b], touch, n, ub)
+        zt = z_hist[t, b]
+        if t > 0:
+            dl_t = dloc_hist[t, b]
+            for i in range(n):
+                for c in range(m):
+                    acc_c = dl.dtype.type(0.0)
+                    for a in range(m):
+                        acc_c += dl_t[i, a, c] * dl[i + a * n]
+                    out[i + c * n] = acc_c
+            th = theta_hist[theta_idx[t]]
+            for s in range(n_rec_seg):
+                val = ub[seg_unit[s], seg_gate[s]]
+                if val != 0.0:
+                    for p in range(uint64(seg_ptr[s]), uint64(seg_ptr[s + 1])):
+                        j = src[p]
+                        accb[p] += val * zt[j]
+                        out[j] += val * th[p]
+            first = n_rec_seg
+        else:
+            first = 0
+        for s in range(first, seg_unit.shape[0]):
+            val = ub[seg_unit[s], seg_gate[s]]
+            if val != 0.0:
+                for p in range(uint64(seg_ptr[s]), uint64(seg_ptr[s + 1])):
+                    accb[p] += val * zt[src[p]]
+        if t > 0:
+            dl[:] = out
+
+
+@njit(gather=True)
+def bptt_window(seg_ptr, seg_unit, seg_gate, src, touch, n, n_rec_seg, coef_hist, dloc_hist, z_hist,
+                c_hist, theta_hist, theta_idx, t_stop, delta, scratch, u, acc):
+    """Back-propagate the stored credits of steps ``[0, t_stop)`` of a window.
+
+    The state entering the window is a constant (truncation), so the backward
+    pass stops at the window's first step. Step ``t`` uses the recurrent
+    weights it ran with (``theta_hist[theta_idx[t]]``). One pass over the
+    parameters per step does both ``acc += delta I_t`` and
+    ``delta <- D_t^T delta``, from the factored forms.
+    """
+    for b in range(delta.shape[0]):
+        _bptt_window_stream(b, seg_ptr, seg_unit, seg_gate, src, touch, n, n_rec_seg, coef_hist, dloc_hist, z_hist, c_hist, theta_hist, theta_idx, t_stop, delta, scratch, u, acc)
+
+
+@parallel_njit(gather=True)
+def bptt_window_par(seg_ptr, seg_unit, seg_gate, src, touch, n, n_rec_seg, coef_hist, dloc_hist, z_hist,
+                c_hist, theta_hist, theta_idx, t_stop, delta, scratch, u, acc):
+    """``bptt_window`` with the streams spread over the cores (same result)."""
+    for b in prange(delta.shape[0]):
+        _bptt_window_stream(b, seg_ptr, seg_unit, seg_gate, src, touch, n, n_rec_seg, coef_hist, dloc_hist, z_hist, c_hist, theta_hist, theta_idx, t_stop, delta, scratch, u, acc)

@@ -1,0 +1,1 @@
+"""Training online: readouts, optimisers, the online loops, tasks, the trainer, run logs and checkpoints."""
