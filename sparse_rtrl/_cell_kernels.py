@@ -5,7 +5,7 @@ can drive any cell without knowing which one it is::
 
     kernel(args, s_prev, x, s_next, coef, dloc, presyn, want_jacobians)
 
-``args``      the cell's own tuple of arrays and scalars (``Cell.kernel_args``)
+``args``      the cell's own NamedTuple of arrays and scalars (``Cell.kernel_args``)
 ``s_prev``    (B, S) states entering the step
 ``x``         (B, n_in) inputs
 ``s_next``    (B, S) written: the new states
@@ -28,16 +28,19 @@ the batch: ``vanilla_kernel`` (serial) and ``vanilla_kernel_par`` (streams
 spread over the cores with ``prange``); the results are identical.
 
 Kernels never validate: the public wrappers in ``cells.py`` do.
+
+Each ``overload`` below (a choice made from argument types when a kernel is
+compiled) has a Python body that makes the same choice at run time, for
+``NUMBA_DISABLE_JIT=1``.
 """
 
 import numpy as np
 from numba import prange, types, uint64
-from numba.extending import overload
 
-from ._jit import njit, parallel_njit
+from ._jit import njit, overload, parallel_njit
 
 
-@njit(gather=True)
+@njit(math="gather")
 def _sigmoid(a):
     return 1.0 / (1.0 + np.exp(-a))
 
@@ -52,33 +55,37 @@ _TQ0, _TQ1, _TQ2 = 1.12811678491632931402e2, 2.23548839060100448583e3, 4.8440630
 
 def fast_tanh(x):
     """``tanh`` for compiled code (see the comment above); float32 stays float32."""
-    return np.tanh(x)
+    if isinstance(x, np.float32):
+        return _fast_tanh32(x)
+    return _fast_tanh64(x)
 
 
-@overload(fast_tanh, jit_options={"cache": True})
+def _fast_tanh32(x):
+    ax = abs(x)
+    if ax > np.float32(0.625):
+        z = np.float32(1.0) - np.float32(2.0) / (np.exp(np.float32(2.0) * ax) + np.float32(1.0))
+        return -z if x < 0 else z
+    z = x * x
+    return ((((np.float32(-5.70498872745e-3) * z + np.float32(2.06390887954e-2)) * z
+              - np.float32(5.37397155531e-2)) * z + np.float32(1.33314422036e-1)) * z
+            - np.float32(3.33332819422e-1)) * z * x + x
+
+
+def _fast_tanh64(x):
+    ax = abs(x)
+    if ax > 0.625:
+        z = 1.0 - 2.0 / (np.exp(2.0 * ax) + 1.0)
+        return -z if x < 0 else z
+    z = x * x
+    return x + x * z * ((_TP0 * z + _TP1) * z + _TP2) / (((z + _TQ0) * z + _TQ1) * z + _TQ2)
+
+
+@overload(fast_tanh)
 def _fast_tanh_impl(x):
     if isinstance(x, types.Float) and x.bitwidth == 32:
-        def impl32(x):
-            ax = abs(x)
-            if ax > np.float32(0.625):
-                z = np.float32(1.0) - np.float32(2.0) / (np.exp(np.float32(2.0) * ax) + np.float32(1.0))
-                return -z if x < 0 else z
-            z = x * x
-            return ((((np.float32(-5.70498872745e-3) * z + np.float32(2.06390887954e-2)) * z
-                      - np.float32(5.37397155531e-2)) * z + np.float32(1.33314422036e-1)) * z
-                    - np.float32(3.33332819422e-1)) * z * x + x
-
-        return impl32
+        return _fast_tanh32
     if isinstance(x, types.Float):
-        def impl64(x):
-            ax = abs(x)
-            if ax > 0.625:
-                z = 1.0 - 2.0 / (np.exp(2.0 * ax) + 1.0)
-                return -z if x < 0 else z
-            z = x * x
-            return x + x * z * ((_TP0 * z + _TP1) * z + _TP2) / (((z + _TQ0) * z + _TQ1) * z + _TQ2)
-
-        return impl64
+        return _fast_tanh64
     return None
 
 
@@ -128,7 +135,7 @@ def _dense_dot4(r0, r1, r2, r3, v):
     return a0, a1, a2, a3
 
 
-@njit(gather=True)
+@njit(math="gather")
 def _sparse_dot(indptr, indices, data, i, v):
     acc = data.dtype.type(0.0)
     for e in range(uint64(indptr[i]), uint64(indptr[i + 1])):
@@ -136,7 +143,7 @@ def _sparse_dot(indptr, indices, data, i, v):
     return acc
 
 
-@njit(gather=True)
+@njit(math="gather")
 def _sparse_dot3(indptr, indices, d0, d1, d2, i, v):
     """Three matrices sharing one pattern: each ``v[j]`` is loaded once."""
     a0 = d0.dtype.type(0.0)
@@ -150,7 +157,7 @@ def _sparse_dot3(indptr, indices, d0, d1, d2, i, v):
     return a0, a1, a2
 
 
-@njit(gather=True)
+@njit(math="gather")
 def _sparse_dot4(indptr, indices, d0, d1, d2, d3, i, v):
     """Four matrices sharing one pattern: each ``v[j]`` is loaded once."""
     a0 = d0.dtype.type(0.0)
@@ -176,10 +183,12 @@ def row_dot(indptr, indices, data, i, v):
     ``data`` is the CSR values (1-D) or, for a dense matrix, the 2-D matrix
     itself (``indptr``/``indices`` then unused).
     """
-    raise NotImplementedError
+    if data.ndim == 2:
+        return _dense_dot(data[i], v)
+    return _sparse_dot(indptr, indices, data, i, v)
 
 
-@overload(row_dot, jit_options={"cache": True})
+@overload(row_dot)
 def _row_dot_impl(indptr, indices, data, i, v):
     if _is_dense(data):
         return lambda indptr, indices, data, i, v: _dense_dot(data[i], v)
@@ -195,10 +204,14 @@ def row_dot3(p0, i0, d0, p1, i1, d1, p2, i2, d2, shared, i, v):
     A run-time branch between the two loops was measured to slow the shared
     case 3x (GRU n=128: 8.5 -> 27 us per step).
     """
-    raise NotImplementedError
+    if d0.ndim == 2 and d1.ndim == 2 and d2.ndim == 2:
+        return _dense_dot3(d0[i], d1[i], d2[i], v)
+    if d0.ndim == 1 and d1.ndim == 1 and d2.ndim == 1 and shared is True:
+        return _sparse_dot3(p0, i0, d0, d1, d2, i, v)
+    return row_dot(p0, i0, d0, i, v), row_dot(p1, i1, d1, i, v), row_dot(p2, i2, d2, i, v)
 
 
-@overload(row_dot3, jit_options={"cache": True})
+@overload(row_dot3)
 def _row_dot3_impl(p0, i0, d0, p1, i1, d1, p2, i2, d2, shared, i, v):
     dense = [_is_dense(d) for d in (d0, d1, d2)]
     if all(dense):
@@ -211,10 +224,15 @@ def _row_dot3_impl(p0, i0, d0, p1, i1, d1, p2, i2, d2, shared, i, v):
 
 def row_dot4(p0, i0, d0, p1, i1, d1, p2, i2, d2, p3, i3, d3, shared, i, v):
     """Row ``i`` of four matrices times ``v``; ``shared`` as in ``row_dot3``."""
-    raise NotImplementedError
+    if d0.ndim == 2 and d1.ndim == 2 and d2.ndim == 2 and d3.ndim == 2:
+        return _dense_dot4(d0[i], d1[i], d2[i], d3[i], v)
+    if d0.ndim == 1 and d1.ndim == 1 and d2.ndim == 1 and d3.ndim == 1 and shared is True:
+        return _sparse_dot4(p0, i0, d0, d1, d2, d3, i, v)
+    return (row_dot(p0, i0, d0, i, v), row_dot(p1, i1, d1, i, v), row_dot(p2, i2, d2, i, v),
+            row_dot(p3, i3, d3, i, v))
 
 
-@overload(row_dot4, jit_options={"cache": True})
+@overload(row_dot4)
 def _row_dot4_impl(p0, i0, d0, p1, i1, d1, p2, i2, d2, p3, i3, d3, shared, i, v):
     dense = [_is_dense(d) for d in (d0, d1, d2, d3)]
     if all(dense):
@@ -228,7 +246,7 @@ def _row_dot4_impl(p0, i0, d0, p1, i1, d1, p2, i2, d2, p3, i3, d3, shared, i, v)
         row_dot(p3, i3, d3, i, v))
 
 
-@njit(gather=True)
+@njit(math="gather")
 def _fill_presyn(h, x, z):
     n = h.shape[0]
     n_in = x.shape[0]
@@ -242,10 +260,12 @@ def _fill_presyn(h, x, z):
 def activation(linear, a):
     """``(phi(a), phi'(a))``: tanh, or the identity when ``linear`` is True
     (``linear`` is True or None: the choice is made at compile time)."""
-    raise NotImplementedError
+    if linear is True:
+        return a, a - a + 1
+    return _tanh_and_slope(a)
 
 
-@overload(activation, jit_options={"cache": True})
+@overload(activation)
 def _activation_impl(linear, a):
     if isinstance(linear, types.Boolean):
         return lambda linear, a: (a, a - a + 1)
@@ -258,7 +278,7 @@ def _tanh_and_slope(a):
     return t, 1 - t * t
 
 
-@njit(gather=True)
+@njit(math="gather")
 def _vanilla_stream(args, s_prev, x, s_next, coef, dloc, presyn, want_jacobians, bb):
     (W_ptr, W_idx, W_val, U_ptr, U_idx, U_val, b, alpha, linear) = args
     n = s_prev.shape[1]
@@ -276,19 +296,19 @@ def _vanilla_stream(args, s_prev, x, s_next, coef, dloc, presyn, want_jacobians,
         _fill_presyn(h, xb, presyn[bb])
 
 
-@njit(gather=True)
+@njit(math="gather")
 def vanilla_kernel(args, s_prev, x, s_next, coef, dloc, presyn, want_jacobians):
     for bb in range(s_prev.shape[0]):
         _vanilla_stream(args, s_prev, x, s_next, coef, dloc, presyn, want_jacobians, bb)
 
 
-@parallel_njit(gather=True)
+@parallel_njit(math="gather")
 def vanilla_kernel_par(args, s_prev, x, s_next, coef, dloc, presyn, want_jacobians):
     for bb in prange(s_prev.shape[0]):
         _vanilla_stream(args, s_prev, x, s_next, coef, dloc, presyn, want_jacobians, bb)
 
 
-@njit(gather=True)
+@njit(math="gather")
 def _gru_stream(args, s_prev, x, s_next, coef, dloc, presyn, want_jacobians, bb):
     (
         Whr_p, Whr_i, Whr_d, Whz_p, Whz_i, Whz_d, Whn_p, Whn_i, Whn_d,
@@ -327,19 +347,19 @@ def _gru_stream(args, s_prev, x, s_next, coef, dloc, presyn, want_jacobians, bb)
         _fill_presyn(h, xb, presyn[bb])
 
 
-@njit(gather=True)
+@njit(math="gather")
 def gru_kernel(args, s_prev, x, s_next, coef, dloc, presyn, want_jacobians):
     for bb in range(s_prev.shape[0]):
         _gru_stream(args, s_prev, x, s_next, coef, dloc, presyn, want_jacobians, bb)
 
 
-@parallel_njit(gather=True)
+@parallel_njit(math="gather")
 def gru_kernel_par(args, s_prev, x, s_next, coef, dloc, presyn, want_jacobians):
     for bb in prange(s_prev.shape[0]):
         _gru_stream(args, s_prev, x, s_next, coef, dloc, presyn, want_jacobians, bb)
 
 
-@njit(gather=True)
+@njit(math="gather")
 def _lstm_stream(args, s_prev, x, s_next, coef, dloc, presyn, want_jacobians, bb):
     (
         Whi_p, Whi_i, Whi_d, Whf_p, Whf_i, Whf_d, Whg_p, Whg_i, Whg_d, Who_p, Who_i, Who_d,
@@ -394,13 +414,49 @@ def _lstm_stream(args, s_prev, x, s_next, coef, dloc, presyn, want_jacobians, bb
 
 
 
-@njit(gather=True)
+@njit(math="gather")
 def lstm_kernel(args, s_prev, x, s_next, coef, dloc, presyn, want_jacobians):
     for bb in range(s_prev.shape[0]):
         _lstm_stream(args, s_prev, x, s_next, coef, dloc, presyn, want_jacobians, bb)
 
 
-@parallel_njit(gather=True)
+@parallel_njit(math="gather")
 def lstm_kernel_par(args, s_prev, x, s_next, coef, dloc, presyn, want_jacobians):
     for bb in prange(s_prev.shape[0]):
         _lstm_stream(args, s_prev, x, s_next, coef, dloc, presyn, want_jacobians, bb)
+
+
+# -- any built-in cell, chosen by the type of its arguments ------------------------------
+
+def _kernels_by_args():
+    from .cells import GRUArgs, LSTMArgs, VanillaArgs
+
+    return {VanillaArgs: vanilla_kernel, GRUArgs: gru_kernel, LSTMArgs: lstm_kernel}
+
+
+def cell_step(args, s_prev, x, s_next, coef, dloc, presyn, want_jacobians):
+    """The step of a built-in cell, chosen by the type of ``args`` (its ``kernel_args`` NamedTuple).
+
+    For compiled loops that run any built-in cell: a direct call of the chosen
+    kernel keeps the caller cacheable, which passing the kernel as a
+    first-class argument would not. Other cells' argument types are refused
+    when the caller is compiled (``training.fused`` checks first).
+    """
+    _kernels_by_args()[type(args)](args, s_prev, x, s_next, coef, dloc, presyn, want_jacobians)
+
+
+def built_in(args):
+    """Whether ``cell_step`` knows the cell whose ``kernel_args`` are ``args``."""
+    return type(args) in _kernels_by_args()
+
+
+@overload(cell_step)
+def _cell_step_impl(args, s_prev, x, s_next, coef, dloc, presyn, want_jacobians):
+    kernel = _kernels_by_args().get(getattr(args, "instance_class", None))
+    if kernel is None:
+        return None
+
+    def impl(args, s_prev, x, s_next, coef, dloc, presyn, want_jacobians):
+        kernel(args, s_prev, x, s_next, coef, dloc, presyn, want_jacobians)
+
+    return impl

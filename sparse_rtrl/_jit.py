@@ -1,19 +1,27 @@
-"""The one place that sets numba's defaults for every kernel in sparse_rtrl.
+"""The one place that sets numba's options for every kernel in sparse_rtrl.
 
 Kernels are compiled lazily on first call and cached on disk (``cache=True``)
 so that later processes start fast. Set ``SPARSE_RTRL_NUMBA_CACHE=0`` to turn
-the on-disk cache off (for example on a read-only install).
+the on-disk cache off (for example on a read-only install). With numba's own
+``NUMBA_DISABLE_JIT=1`` every kernel runs as the plain Python function it is
+written as (slowly): that is how the kernels' line coverage is measured, and
+every ``overload`` below has a Python body that makes the same choice at run
+time that its compiled form makes at compile time.
 
-Two named fastmath sets, neither with ``nnan`` or ``ninf``: the library checks
-for NaN and infinity (divergence detection, input validation) and those checks
-must keep working inside compiled code.
+Floating-point sets (``math=``), none with ``nnan`` or ``ninf``: the library
+checks for NaN and infinity (divergence detection, input validation) and those
+checks must keep working inside compiled code.
 
-``FASTMATH`` (the default) allows reassociation, so LLVM vectorises the
-contiguous loops that stream influence blocks. ``GATHER_FASTMATH`` leaves
-reassociation out, for kernels dominated by indexed loads (CSR products,
-``z[src[p]]``): with it LLVM vectorises those with AVX-512 gather instructions,
-which we measured 2.5x slower than scalar code on our machines (CSR mat-vec,
-n = 128..2048: 0.25 vs 0.6-0.7 G entries/s).
+- ``"reassoc"`` (the default) allows reassociation, so LLVM vectorises the
+  contiguous loops that stream influence blocks.
+- ``"gather"`` leaves reassociation out, for kernels dominated by indexed
+  loads (CSR products, ``z[src[p]]``): with it LLVM vectorises those with
+  AVX-512 gather instructions, which we measured 2.5x slower than scalar code
+  on our machines (CSR mat-vec, n = 128..2048: 0.25 vs 0.6-0.7 G entries/s).
+- ``"contract"`` allows only fused multiply-adds, for loops whose every
+  product has the form ``acc += a * b`` (one way to fuse, so one rounding).
+- ``"strict"``: IEEE arithmetic, for kernels whose numbers must not depend on
+  where a function body was compiled (see ``learners._kronecker_kernels``).
 
 Habits the kernels follow, each measured on this project's machine:
 
@@ -37,9 +45,23 @@ import functools
 import hashlib
 import os
 
-FASTMATH = frozenset({"nsz", "arcp", "contract", "reassoc"})
-GATHER_FASTMATH = frozenset({"nsz", "arcp", "contract"})
+MATH = {
+    "reassoc": frozenset({"nsz", "arcp", "contract", "reassoc"}),
+    "gather": frozenset({"nsz", "arcp", "contract"}),
+    "contract": frozenset({"contract"}),
+    "strict": frozenset(),
+}
+#: The default set, and the one for indexed loads (see the module docstring).
+FASTMATH = MATH["reassoc"]
+GATHER_FASTMATH = MATH["gather"]
 CACHE = os.environ.get("SPARSE_RTRL_NUMBA_CACHE", "1") != "0"
+
+
+def jit_disabled():
+    """True under ``NUMBA_DISABLE_JIT=1``: kernels are the Python functions they are written as."""
+    import numba
+
+    return bool(numba.config.DISABLE_JIT)
 
 
 @functools.lru_cache(maxsize=None)
@@ -76,33 +98,43 @@ def _package_cache(py_func):
     return PackageCache(py_func)
 
 
-def njit(*args, gather=False, **kwargs):
-    """``numba.njit`` with the project's defaults (cache, fastmath set, nogil).
+def _options(math, parallel):
+    if math not in MATH:
+        raise ValueError(f"math must be one of {sorted(MATH)}, got {math!r}")
+    return {"fastmath": set(MATH[math]) or False, "nogil": True, "parallel": parallel}
 
-    ``gather=True`` selects ``GATHER_FASTMATH`` for kernels dominated by
-    indexed loads. The on-disk cache of every function is keyed on the whole
-    package (see ``package_stamp``).
+
+def njit(fn=None, *, math="reassoc", parallel=False):
+    """``numba.njit`` with the project's options: on-disk cache keyed on the
+    whole package, ``nogil``, and the floating-point set ``math``.
+
+    Use as ``@njit`` or ``@njit(math="gather")``.
     """
-    import numba
+    def decorate(f):
+        import numba
 
-    cache = kwargs.pop("cache", CACHE)
-    kwargs.setdefault("fastmath", set(GATHER_FASTMATH if gather else FASTMATH))
-    kwargs.setdefault("nogil", True)
-
-    def decorate(fn):
-        dispatcher = numba.njit(**kwargs)(fn)
-        if cache:
+        dispatcher = numba.njit(**_options(math, parallel))(f)
+        if CACHE and not jit_disabled():
             dispatcher._cache = _package_cache(dispatcher.py_func)
         return dispatcher
 
-    if args and callable(args[0]) and len(args) == 1:
-        return decorate(args[0])
-    if args:
-        raise TypeError("njit takes keyword options only")
-    return decorate
+    return decorate if fn is None else decorate(fn)
 
 
-def parallel_njit(*args, **kwargs):
-    """``njit`` with ``parallel=True`` for kernels that use ``prange``."""
-    kwargs.setdefault("parallel", True)
-    return njit(*args, **kwargs)
+def parallel_njit(fn=None, *, math="reassoc"):
+    """``njit`` with ``parallel=True``, for kernels that spread work with ``prange``."""
+    return njit(fn, math=math, parallel=True)
+
+
+def overload(py_func):
+    """``numba.extending.overload`` with the project's options.
+
+    ``py_func`` is the Python form: it runs under ``NUMBA_DISABLE_JIT=1`` and
+    must make at run time the choice the overload makes at compile time. The
+    implementations are compiled with numba's default, IEEE arithmetic (the
+    Cephes ``fast_tanh`` is accurate to 2 ulp only as written); the kernels
+    they call keep their own ``math``.
+    """
+    from numba.extending import overload as numba_overload
+
+    return numba_overload(py_func, jit_options={"cache": CACHE})

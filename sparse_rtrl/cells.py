@@ -1,4 +1,4 @@
-"""Recurrent cells with CSR-sparse weights: VanillaRNN, GRU and LSTM.
+"""Recurrent cells with CSR-sparse weights: VanillaRNN, GRU and LSTM, and the contract for your own.
 
 A cell maps a state and an input to the next state, ``s_t = f(s_{t-1}, x_t)``.
 All of its trainable numbers live in one flat vector, ``cell.params``; every
@@ -27,17 +27,35 @@ fixes which recurrent entries exist; values are drawn at random. For a gated
 cell it may also be a dict naming each matrix (``{"W_hr": ..., "W_ii": ...}``).
 ``Cell.from_weights({...})`` takes both pattern and values from your matrices
 (``scipy.sparse`` for sparse ones, numpy arrays for dense ones and biases).
+
+Writing a cell of your own
+--------------------------
+Subclass :class:`Cell` and define the hooks it marks abstract: the weights
+(``weight_specs``), which states each gate touches (``gate_touch``), the
+unit-local part of ``D`` (``local_touch``), the arrays the compiled step reads
+(``make_kernel_args``) and the compiled step itself (``kernel``); call
+``self._build(...)`` from ``__init__``. The step's contract is in
+``_cell_kernels``; ``sparse_rtrl.cellkit`` has the helpers the built-in cells
+use. ``gradcheck(cell)`` then checks the Jacobians against finite
+differences, and every learner that is not restricted to a cell type runs on
+it. ``examples/minimal_gated_unit.py`` is a whole cell in one file.
 """
 
+import abc
+import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 from typing import NamedTuple
 
 import numpy as np
 
 from ._validate import check_dtype, check_float, check_int, check_real_array, check_seed
 from .patterns import Pattern
+from .registry import Registered
+from .state import Stateful
 
-_SOURCES = ("h", "x", "1")
+__all__ = ["GRU", "LSTM", "Cell", "CellStructure", "DynamicsPlan", "Jacobians", "Segments", "SparseWeight",
+           "VanillaRNN", "WeightSpec"]
 
 
 class SparseWeight:
@@ -85,6 +103,34 @@ class SparseWeight:
 
     def __repr__(self):
         return f"SparseWeight(shape={self.shape}, nnz={self.nnz}, dtype={self.data.dtype})"
+
+
+class Segments(NamedTuple):
+    """The parameters in row segments, as kernels read them (see ``CellStructure``)."""
+
+    seg_ptr: np.ndarray  # int64 (n_segments + 1,)
+    seg_unit: np.ndarray  # int32 (n_segments,)
+    seg_gate: np.ndarray  # int32 (n_segments,)
+    src: np.ndarray  # uint32 (P,): presynaptic index of each parameter
+    touch: np.ndarray  # bool (n_gates, m)
+    n: np.int64  # hidden units
+    n_rec_seg: np.int64  # recurrent segments (a prefix)
+
+
+class DynamicsPlan(NamedTuple):
+    """Index plan that forms the values of ``D`` (``learners._base_kernels.form_dynamics``).
+
+    Contribution ``t`` of run ``u`` adds ``coef[run_row[u], run_gate[u]] *
+    theta[run_param[u] + t - run_ptr[u]]`` to entry ``run_entry[t]``; the
+    unit-local entries come from ``local_entry``.
+    """
+
+    run_row: np.ndarray
+    run_gate: np.ndarray
+    run_param: np.ndarray
+    run_ptr: np.ndarray
+    run_entry: np.ndarray
+    local_entry: np.ndarray
 
 
 @dataclass(frozen=True, eq=False)
@@ -149,21 +195,20 @@ class CellStructure:
     def n_local(self):
         return self.gate_touch.shape[1]
 
+    @cached_property
+    def segments(self):
+        """The row segments as kernels take them (:class:`Segments`), built once."""
+        return Segments(self.seg_ptr, self.seg_unit, self.seg_gate, self.param_src.view(np.uint32),
+                        self.gate_touch, np.int64(self.n_hidden), np.int64(self.n_rec_segments))
+
     def dynamics_plan(self, entries=None):
-        """Index plan that forms the values of ``D`` (``_learner_kernels.form_dynamics``).
+        """Index plan that forms the values of ``D`` (:class:`DynamicsPlan`).
 
         Parameters
         ----------
         entries : array of int, optional
             Positions in ``dynamics`` to form; default all. Learners that read
             only part of ``D`` (SnAp) form only that part.
-
-        Returns
-        -------
-        tuple of arrays
-            ``(run_row, run_gate, run_param, run_ptr, run_entry, local_entry)``:
-            contribution ``t`` of run ``u`` adds ``coef[run_row[u], run_gate[u]]
-            * theta[run_param[u] + t - run_ptr[u]]`` to entry ``run_entry[t]``.
         """
         c_param = self.dyn_contrib_param.astype(np.int64)
         c_row = self.dyn_contrib_row.astype(np.int64)
@@ -179,8 +224,9 @@ class CellStructure:
             brk[1:] = (np.diff(c_param) != 1) | (np.diff(c_row) != 0) | (np.diff(gate) != 0)
         starts = np.flatnonzero(brk)
         run_ptr = np.append(starts, c_param.shape[0]).astype(np.int64)
-        return (c_row[starts].astype(np.int32), gate[starts].astype(np.int32), c_param[starts].astype(np.int64),
-                run_ptr, c_entry.astype(np.int32), self.dyn_local_entry)
+        return DynamicsPlan(c_row[starts].astype(np.int32), gate[starts].astype(np.int32),
+                            c_param[starts].astype(np.int64), run_ptr, c_entry.astype(np.int32),
+                            self.dyn_local_entry)
 
     def immediate_pattern(self):
         """``S x P`` structure of the immediate Jacobian ``I_t``."""
@@ -207,10 +253,17 @@ class Jacobians(NamedTuple):
 
 
 @dataclass(frozen=True)
-class _WeightSpec:
+class WeightSpec:
+    """One weight of a cell: its name, the gate it feeds, and its source.
+
+    ``source`` is ``"h"`` (recurrent, ``n x n``), ``"x"`` (input,
+    ``n x n_in``) or ``"1"`` (bias, ``n``). Recurrent weights come first in a
+    cell's parameter order.
+    """
+
     name: str
     gate: int
-    source: str  # "h" (recurrent), "x" (input) or "1" (bias)
+    source: str
 
 
 def _as_pattern(value, shape, name):
@@ -264,12 +317,12 @@ def _dynamics_structure(n, unit, gate, src, touch, local):
     }
 
 
-class Cell:
+class Cell(Stateful, Registered, abc.ABC):
     """Base class of the recurrent cells.
 
-    Subclasses define ``kind``, ``gate_names``, ``_specs`` (the weights, in
-    parameter order), ``_touch`` (which states each gate changes), the dynamics
-    structure and the compiled kernel. See the module docstring.
+    A cell class defines the hooks marked abstract below, calls
+    :meth:`_build` from its ``__init__``, and joins the cell table with a key
+    (``class MyCell(Cell, key="mycell")``; optional). See the module docstring.
 
     Attributes
     ----------
@@ -282,12 +335,68 @@ class Cell:
     structure : CellStructure
     """
 
-    kind = None
+    _family = "cell"
+    _built_on = ("pattern",)
+    _state_fields = {"params": "_params"}
+    #: Names of the gates, in the order of the columns of ``coef``.
     gate_names = ()
+    #: States per unit (``S = n_state_per_unit * n_hidden``): 1, or 2 for the LSTM's ``[h; c]``.
     n_state_per_unit = 1
 
-    # -- construction ---------------------------------------------------------
+    # -- the hooks a cell defines -----------------------------------------------------
+    @classmethod
+    @abc.abstractmethod
+    def weight_specs(cls):
+        """The weights, in parameter order (recurrent ones first): a list of :class:`WeightSpec`."""
+
+    @abc.abstractmethod
+    def gate_touch(self):
+        """``touch[g][a]``: gate ``g``'s parameters of unit ``i`` change state ``i + a n`` directly.
+
+        A list of ``len(gate_names)`` lists of ``n_state_per_unit`` booleans.
+        """
+
+    @abc.abstractmethod
+    def local_touch(self):
+        """``local[a][c]``: state ``i + a n`` depends on ``i + c n`` directly, not through a weight.
+
+        An ``m x m`` list of booleans (``m = n_state_per_unit``): the structure
+        of the unit-local block of ``D`` that the kernel writes into ``dloc``.
+        """
+
+    @abc.abstractmethod
+    def make_kernel_args(self):
+        """The arrays and scalars the compiled step reads, as one NamedTuple (``_build`` keeps it as
+        ``self.kernel_args``).
+
+        Weight matrices enter through :meth:`_matrix_arg`, flattened into the
+        tuple (numba's parallel loops do not take nested tuples of arrays).
+        """
+
+    @property
+    @abc.abstractmethod
+    def kernel(self):
+        """The compiled step, ``kernel(args, s_prev, x, s_next, coef, dloc, presyn, want_jacobians)``
+        (see ``_cell_kernels``)."""
+
+    @property
+    def kernel_par(self):
+        """The step with the streams of a batch spread over the cores; by default the serial one."""
+        return self.kernel
+
+    # -- construction -------------------------------------------------------------------
     def _build(self, n_in, n_hidden, density, seed, dtype, input_density, pattern, shared_pattern):
+        """Validate the sizes, draw or take the patterns, lay out the parameters, build the structure."""
+        rng = self._check_settings(n_in, n_hidden, density, seed, dtype, input_density, pattern, shared_pattern)
+        specs = self.weight_specs()
+        self._specs_list = specs
+        self._patterns = self._draw_patterns(specs, pattern, rng)
+        offsets = self._lay_out_params(specs)
+        self.structure = self._build_structure(specs, offsets)
+        self._init_values(rng)
+        self.kernel_args = self.make_kernel_args()
+
+    def _check_settings(self, n_in, n_hidden, density, seed, dtype, input_density, pattern, shared_pattern):
         self.n_in = check_int(n_in, "n_in", minimum=1)
         self.n_hidden = check_int(n_hidden, "n_hidden", minimum=1)
         self.dtype = check_dtype(dtype)
@@ -298,21 +407,19 @@ class Cell:
         input_density = check_float(input_density, "input_density", 0.0, 1.0, low_open=True)
         if not isinstance(shared_pattern, (bool, np.bool_)):
             raise TypeError(f"shared_pattern must be a bool, got {shared_pattern!r}")
-        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         self.seed = seed if not isinstance(seed, np.random.Generator) else None
         self.n_state = self.n_state_per_unit * self.n_hidden
         self.density = density
         self.input_density = input_density
         self.shared_pattern = bool(shared_pattern)
+        return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
-        specs = self._specs()
-        names = [s.name for s in specs]
+    def _weight_shape(self, spec):
         n = self.n_hidden
-        shapes = {
-            s.name: (n, n) if s.source == "h" else (n, self.n_in) if s.source == "x" else (n, 1)
-            for s in specs
-        }
+        return (n, n) if spec.source == "h" else (n, self.n_in) if spec.source == "x" else (n, 1)
 
+    def _draw_patterns(self, specs, pattern, rng):
+        """Each weight's pattern: given, or drawn at its density (shared by a source when asked)."""
         given = {}
         if pattern is not None:
             if isinstance(pattern, dict):
@@ -322,53 +429,50 @@ class Cell:
                         f"pattern names {sorted(unknown)} are not weight matrices of {type(self).__name__}; "
                         f"its matrices are {[s.name for s in specs if s.source != '1']}"
                     )
-                given = {k: _as_pattern(v, shapes[k], k) for k, v in pattern.items()}
+                given = {k: _as_pattern(v, self._weight_shape(next(s for s in specs if s.name == k)), k)
+                         for k, v in pattern.items()}
             else:
                 for s in specs:
                     if s.source == "h":
-                        given[s.name] = _as_pattern(pattern, shapes[s.name], "pattern")
-
-        patterns = {}
-        shared = {}
+                        given[s.name] = _as_pattern(pattern, self._weight_shape(s), "pattern")
+        patterns, shared = {}, {}
         for s in specs:
             if s.name in given:
                 patterns[s.name] = given[s.name]
             elif s.source == "1":
-                patterns[s.name] = Pattern.dense((n, 1))
+                patterns[s.name] = Pattern.dense((self.n_hidden, 1))
             else:
-                dens = density if s.source == "h" else input_density
+                dens = self.density if s.source == "h" else self.input_density
                 if self.shared_pattern and s.source in shared:
                     patterns[s.name] = shared[s.source]
                 else:
-                    patterns[s.name] = Pattern.random(shapes[s.name], dens, rng)
+                    patterns[s.name] = Pattern.random(self._weight_shape(s), dens, rng)
                     shared[s.source] = patterns[s.name]
-        self._specs_list = specs
-        self._patterns = patterns
+        return patterns
 
-        # The flat parameter vector, in spec order; each weight is a view.
-        sizes = [patterns[name].nnz for name in names]
+    def _lay_out_params(self, specs):
+        """The flat parameter vector, in spec order; each weight a view into it. Returns the offsets."""
+        sizes = [self._patterns[s.name].nnz for s in specs]
         offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         self.n_params = int(offsets[-1])
         self._params = np.zeros(self.n_params, dtype=self.dtype)
-        self.weight_names = tuple(names)
+        self.weight_names = tuple(s.name for s in specs)
         self.weights = {}
         self._slices = {}
         for s, lo, hi in zip(specs, offsets[:-1], offsets[1:]):
             view = self._params[lo:hi]
             self._slices[s.name] = slice(int(lo), int(hi))
-            if s.source == "1":
-                self.weights[s.name] = view
-            else:
-                self.weights[s.name] = SparseWeight(patterns[s.name], view)
+            self.weights[s.name] = view if s.source == "1" else SparseWeight(self._patterns[s.name], view)
+        return offsets
 
-        # Per-parameter metadata for the factored immediate Jacobian, and the
-        # row segments (one per row of each weight matrix).
+    def _build_structure(self, specs, offsets):
+        """Per-parameter metadata, row segments and the structure of ``D`` (a read-only CellStructure)."""
         base = {"h": 0, "x": self.n_hidden, "1": self.n_hidden + self.n_in}
         unit, gate, src = [], [], []
         seg_ptr, seg_unit, seg_gate = [np.zeros(1, np.int64)], [], []
         n_rec_seg = 0
         for s, lo in zip(specs, offsets[:-1]):
-            pat = patterns[s.name]
+            pat = self._patterns[s.name]
             unit.append(pat.rows())
             gate.append(np.full(pat.nnz, s.gate, dtype=np.int32))
             src.append(pat.indices.astype(np.int32) + base[s.source])
@@ -377,40 +481,33 @@ class Cell:
             seg_gate.append(np.full(self.n_hidden, s.gate, dtype=np.int32))
             if s.source == "h":
                 n_rec_seg += self.n_hidden
-        touch = np.array(self._touch(), dtype=bool)
-        local = np.array(self._local_touch(), dtype=bool)
+        touch = np.array(self.gate_touch(), dtype=bool)
+        local = np.array(self.local_touch(), dtype=bool)
+        m = self.n_state_per_unit
+        if touch.shape != (len(self.gate_names), m) or local.shape != (m, m):
+            raise TypeError(f"{type(self).__name__}: gate_touch() must be {len(self.gate_names)} x {m} and "
+                            f"local_touch() {m} x {m} (gates x states per unit), got {touch.shape} and "
+                            f"{local.shape}")
         param_unit = np.concatenate(unit).astype(np.int32)
         param_gate = np.concatenate(gate)
         param_src = np.concatenate(src)
         n_rec = int(np.count_nonzero(param_src < self.n_hidden))
         if not np.all(param_src[:n_rec] < self.n_hidden):
-            raise AssertionError("recurrent weights must come first in a cell's parameter order")
+            raise TypeError(f"{type(self).__name__}: recurrent weights must come first in weight_specs()")
         dyn = _dynamics_structure(self.n_hidden, param_unit[:n_rec], param_gate[:n_rec],
                                   param_src[:n_rec], touch, local)
-        self.structure = CellStructure(
-            n_in=self.n_in,
-            n_hidden=self.n_hidden,
-            n_state=self.n_state,
-            n_params=self.n_params,
-            n_gates=len(self.gate_names),
-            n_presyn=self.n_hidden + self.n_in + 1,
-            param_unit=param_unit,
-            param_gate=param_gate,
-            param_src=param_src,
-            gate_touch=touch,
-            local_touch=local,
-            n_rec_params=n_rec,
-            seg_ptr=np.concatenate(seg_ptr),
-            seg_unit=np.concatenate(seg_unit),
-            seg_gate=np.concatenate(seg_gate),
-            n_rec_segments=n_rec_seg,
-            **dyn,
+        structure = CellStructure(
+            n_in=self.n_in, n_hidden=self.n_hidden, n_state=self.n_state, n_params=self.n_params,
+            n_gates=len(self.gate_names), n_presyn=self.n_hidden + self.n_in + 1,
+            param_unit=param_unit, param_gate=param_gate, param_src=param_src,
+            gate_touch=touch, local_touch=local, n_rec_params=n_rec,
+            seg_ptr=np.concatenate(seg_ptr), seg_unit=np.concatenate(seg_unit), seg_gate=np.concatenate(seg_gate),
+            n_rec_segments=n_rec_seg, **dyn,
         )
-        for value in vars(self.structure).values():
+        for value in vars(structure).values():
             if isinstance(value, np.ndarray):
                 value.flags.writeable = False
-        self._init_values(rng)
-        self.kernel_args = self._make_kernel_args()
+        return structure
 
     def _init_values(self, rng):
         """Recurrent and input weights ~ N(0, 1/k) with k the mean stored entries per row; biases 0."""
@@ -433,8 +530,7 @@ class Cell:
         with the column indices as an unsigned view (numba then skips
         negative-index wraparound on every gather: measured 20-25% faster),
         and ``data`` a 2-D view when the pattern is dense, so that the kernels
-        choose a contiguous, vectorised row loop by type. A flat tuple: numba's
-        parallel loops do not take nested tuples of arrays."""
+        choose a contiguous, vectorised row loop by type."""
         w = self.weights[name]
         data = w.data.reshape(w.shape) if w.nnz == w.shape[0] * w.shape[1] else w.data
         return (w.indptr, w.indices.view(np.uint32), data)
@@ -463,7 +559,8 @@ class Cell:
         """Zero state of shape ``(S,)`` in the cell's dtype."""
         return np.zeros(self.n_state, dtype=self.dtype)
 
-    def _check_state_input(self, s, x):
+    def check_state_input(self, s, x):
+        """``s`` and ``x`` validated as a batch: ``(s (B, S), x (B, n_in), batched)``."""
         s_arr = np.asarray(s)
         batched = s_arr.ndim == 2
         if batched:
@@ -488,7 +585,7 @@ class Cell:
         ndarray of the same shape as ``s``, in the cell's dtype. Pure: neither
         the cell nor the arguments change.
         """
-        s, x, batched = self._check_state_input(s, x)
+        s, x, batched = self.check_state_input(s, x)
         out = np.empty_like(s)
         dt = self.dtype
         self.kernel(
@@ -519,19 +616,19 @@ class Cell:
         """
         import scipy.sparse as sp
 
-        s, x, batched = self._check_state_input(s, x)
+        from .learners._base_kernels import form_dynamics
+
+        s, x, batched = self.check_state_input(s, x)
         if batched:
             raise ValueError("jacobians() takes one state of shape (S,), not a batch")
         st = self.structure
-        from .learners._base_kernels import form_dynamics
-
         out = np.empty_like(s)
         coef = np.empty((1, st.n_state, st.n_gates), self.dtype)
         dloc = np.empty((1, st.n_hidden, st.n_local, st.n_local), self.dtype)
         z = np.empty((1, st.n_presyn), self.dtype)
         self.advance(s, x, out, coef, dloc, z)
         dyn = np.zeros((1, st.dynamics.nnz), self.dtype)
-        form_dynamics(self.params, coef, dloc, *st.dynamics_plan(), dyn)
+        form_dynamics(self.params, coef, dloc, st.dynamics_plan(), dyn)
         D = st.dynamics.to_scipy(dyn[0])
         rows, cols, vals = [], [], []
         params = np.arange(st.n_params)
@@ -554,20 +651,28 @@ class Cell:
             raise KeyError(f"{type(self).__name__} has no weight {name!r}; it has {list(self.weight_names)}")
         return self._slices[name]
 
-    def _hyperparameters(self):
-        return {}
+    #: Settings that only decide the patterns (which ``structure_digest`` covers) or the initial values.
+    _pattern_settings = ("seed", "density", "input_density", "shared_pattern")
 
-    @property
-    def kernel_par(self):
-        """Batch driver spreading streams over the cores; a cell without one
-        runs its streams serially."""
-        return self.kernel
+    def _identity(self):
+        config = {k: v for k, v in self.config().items() if k not in self._pattern_settings}
+        return {"config": config, "structure": self.structure_digest()}
+
+    def structure_digest(self):
+        """SHA-256 of what fixes the Jacobians' layout: the weights' names, order and patterns."""
+        h = hashlib.sha256()
+        h.update(f"{type(self).__name__} {self.n_in} {self.n_hidden} {self.n_state}".encode())
+        for s in self._specs_list:
+            pat = self._patterns[s.name]
+            h.update(f"{s.name} {s.gate} {s.source} {pat.shape}".encode())
+            h.update(np.ascontiguousarray(pat.indptr, np.int64).tobytes())
+            h.update(np.ascontiguousarray(pat.indices, np.int64).tobytes())
+        return h.hexdigest()
 
     def astype(self, dtype):
         """A copy of the cell with parameters cast to ``dtype`` (same patterns)."""
-        new = type(self)(
-            self.n_in, self.n_hidden, pattern=self.patterns, dtype=dtype, **self._hyperparameters()
-        )
+        config = {k: v for k, v in self.config().items() if k not in ("n_in", "n_hidden", "density", "seed")}
+        new = type(self)(self.n_in, self.n_hidden, **dict(config, dtype=dtype, pattern=self.patterns))
         new.params[:] = self.params
         return new
 
@@ -593,7 +698,7 @@ class Cell:
 
         if not isinstance(weights, dict):
             raise TypeError(f"weights must be a dict of name -> matrix, got {type(weights).__name__}")
-        specs = cls._specs()
+        specs = cls.weight_specs()
         expected = [s.name for s in specs]
         missing = [k for k in expected if k not in weights]
         extra = [k for k in weights if k not in expected]
@@ -635,7 +740,7 @@ class Cell:
     @classmethod
     def weight_names_for(cls):
         """The weight names of this cell class, in parameter order."""
-        return tuple(s.name for s in cls._specs())
+        return tuple(s.name for s in cls.weight_specs())
 
     def __repr__(self):
         return (
@@ -648,7 +753,21 @@ def _touch_all(n_gates, per_unit=1):
     return [[True] * per_unit for _ in range(n_gates)]
 
 
-class VanillaRNN(Cell):
+class VanillaArgs(NamedTuple):
+    """What the vanilla step reads (``_cell_kernels.vanilla_kernel``)."""
+
+    W_ptr: np.ndarray
+    W_idx: np.ndarray
+    W_val: np.ndarray
+    U_ptr: np.ndarray
+    U_idx: np.ndarray
+    U_val: np.ndarray
+    b: np.ndarray
+    alpha: np.floating
+    linear: object  # True for the identity, None for tanh: a type, chosen at compile time
+
+
+class VanillaRNN(Cell, key="vanilla"):
     """Leaky vanilla RNN: ``h' = (1 - alpha) h + alpha phi(W h + U x + b)``.
 
     Parameters
@@ -674,35 +793,29 @@ class VanillaRNN(Cell):
     ``D = (1 - alpha) I + alpha diag(phi') W``.
     """
 
-    kind = "vanilla"
     gate_names = ("tanh",)
 
-    def __init__(self, n_in, n_hidden, density=None, alpha=1.0, seed=0, dtype=np.float64, *,
-                 input_density=1.0, pattern=None, activation="tanh"):
+    def __init__(self, n_in: int, n_hidden: int, density: float = None, alpha: float = 1.0, seed=0,
+                 dtype=np.float64, *, input_density: float = 1.0, pattern=None, activation: str = "tanh"):
         self.alpha = check_float(alpha, "alpha", 0.0, 1.0, low_open=True)
         if activation not in ("tanh", "linear"):
             raise ValueError(f"activation must be 'tanh' or 'linear', got {activation!r}")
         self.activation = activation
         self._build(n_in, n_hidden, density, seed, dtype, input_density, pattern, True)
 
-    @staticmethod
-    def _specs():
-        return [_WeightSpec("W", 0, "h"), _WeightSpec("U", 0, "x"), _WeightSpec("b", 0, "1")]
+    @classmethod
+    def weight_specs(cls):
+        return [WeightSpec("W", 0, "h"), WeightSpec("U", 0, "x"), WeightSpec("b", 0, "1")]
 
-    def _touch(self):
+    def gate_touch(self):
         return _touch_all(1)
 
-    def _local_touch(self):
+    def local_touch(self):
         return [[True]]  # the leak (1 - alpha); zero but harmless when alpha = 1
 
-    def _hyperparameters(self):
-        return {"alpha": self.alpha, "activation": self.activation}
-
-    def _make_kernel_args(self):
-        # The last entry is a flag whose type picks the activation when the
-        # kernel is compiled: None for tanh, True for linear.
-        return (*self._matrix_arg("W"), *self._matrix_arg("U"), self.weights["b"], self.dtype.type(self.alpha),
-                True if self.activation == "linear" else None)
+    def make_kernel_args(self):
+        return VanillaArgs(*self._matrix_arg("W"), *self._matrix_arg("U"), self.weights["b"],
+                           self.dtype.type(self.alpha), True if self.activation == "linear" else None)
 
     @property
     def kernel(self):
@@ -717,7 +830,36 @@ class VanillaRNN(Cell):
         return vanilla_kernel_par
 
 
-class GRU(Cell):
+class GRUArgs(NamedTuple):
+    """What the GRU step reads (``_cell_kernels.gru_kernel``)."""
+
+    Whr_p: np.ndarray
+    Whr_i: np.ndarray
+    Whr_d: np.ndarray
+    Whz_p: np.ndarray
+    Whz_i: np.ndarray
+    Whz_d: np.ndarray
+    Whn_p: np.ndarray
+    Whn_i: np.ndarray
+    Whn_d: np.ndarray
+    Wir_p: np.ndarray
+    Wir_i: np.ndarray
+    Wir_d: np.ndarray
+    Wiz_p: np.ndarray
+    Wiz_i: np.ndarray
+    Wiz_d: np.ndarray
+    Win_p: np.ndarray
+    Win_i: np.ndarray
+    Win_d: np.ndarray
+    b_r: np.ndarray
+    b_z: np.ndarray
+    b_in: np.ndarray
+    b_hn: np.ndarray
+    shared_h: object  # True when the recurrent matrices share one pattern, else None
+    shared_x: object  # the same for the input matrices
+
+
+class GRU(Cell, key="gru"):
     """GRU with the reset gate applied after the recurrent product (cuDNN form).
 
     ``r = sig(W_ir x + W_hr h + b_r)``, ``z = sig(W_iz x + W_hz h + b_z)``,
@@ -746,34 +888,30 @@ class GRU(Cell):
     1 update, 2 candidate (input half), 3 candidate (recurrent half).
     """
 
-    kind = "gru"
     gate_names = ("reset", "update", "candidate_input", "candidate_hidden")
 
-    def __init__(self, n_in, n_hidden, density=None, seed=0, dtype=np.float64, *,
-                 input_density=1.0, shared_pattern=True, pattern=None):
+    def __init__(self, n_in: int, n_hidden: int, density: float = None, seed=0, dtype=np.float64, *,
+                 input_density: float = 1.0, shared_pattern: bool = True, pattern=None):
         self._build(n_in, n_hidden, density, seed, dtype, input_density, pattern, shared_pattern)
 
-    @staticmethod
-    def _specs():
+    @classmethod
+    def weight_specs(cls):
         return [
-            _WeightSpec("W_hr", 0, "h"), _WeightSpec("W_hz", 1, "h"), _WeightSpec("W_hn", 3, "h"),
-            _WeightSpec("W_ir", 0, "x"), _WeightSpec("W_iz", 1, "x"), _WeightSpec("W_in", 2, "x"),
-            _WeightSpec("b_r", 0, "1"), _WeightSpec("b_z", 1, "1"),
-            _WeightSpec("b_in", 2, "1"), _WeightSpec("b_hn", 3, "1"),
+            WeightSpec("W_hr", 0, "h"), WeightSpec("W_hz", 1, "h"), WeightSpec("W_hn", 3, "h"),
+            WeightSpec("W_ir", 0, "x"), WeightSpec("W_iz", 1, "x"), WeightSpec("W_in", 2, "x"),
+            WeightSpec("b_r", 0, "1"), WeightSpec("b_z", 1, "1"),
+            WeightSpec("b_in", 2, "1"), WeightSpec("b_hn", 3, "1"),
         ]
 
-    def _touch(self):
+    def gate_touch(self):
         return _touch_all(4)
 
-    def _local_touch(self):
+    def local_touch(self):
         return [[True]]  # z * h
 
-    def _hyperparameters(self):
-        return {"shared_pattern": self.shared_pattern}
-
-    def _make_kernel_args(self):
+    def make_kernel_args(self):
         w = self.weights
-        return (
+        return GRUArgs(
             *(a for k in ("W_hr", "W_hz", "W_hn", "W_ir", "W_iz", "W_in") for a in self._matrix_arg(k)),
             w["b_r"], w["b_z"], w["b_in"], w["b_hn"],
             self._shared_flag("W_hr", "W_hz", "W_hn"), self._shared_flag("W_ir", "W_iz", "W_in"),
@@ -792,7 +930,42 @@ class GRU(Cell):
         return gru_kernel_par
 
 
-class LSTM(Cell):
+class LSTMArgs(NamedTuple):
+    """What the LSTM step reads (``_cell_kernels.lstm_kernel``)."""
+
+    Whi_p: np.ndarray
+    Whi_i: np.ndarray
+    Whi_d: np.ndarray
+    Whf_p: np.ndarray
+    Whf_i: np.ndarray
+    Whf_d: np.ndarray
+    Whg_p: np.ndarray
+    Whg_i: np.ndarray
+    Whg_d: np.ndarray
+    Who_p: np.ndarray
+    Who_i: np.ndarray
+    Who_d: np.ndarray
+    Wii_p: np.ndarray
+    Wii_i: np.ndarray
+    Wii_d: np.ndarray
+    Wif_p: np.ndarray
+    Wif_i: np.ndarray
+    Wif_d: np.ndarray
+    Wig_p: np.ndarray
+    Wig_i: np.ndarray
+    Wig_d: np.ndarray
+    Wio_p: np.ndarray
+    Wio_i: np.ndarray
+    Wio_d: np.ndarray
+    b_i: np.ndarray
+    b_f: np.ndarray
+    b_g: np.ndarray
+    b_o: np.ndarray
+    shared_h: object
+    shared_x: object
+
+
+class LSTM(Cell, key="lstm"):
     """LSTM with state ``[h; c]`` (``S = 2 n``).
 
     ``i, f, o = sig(W_i* x + W_h* h + b_*)``, ``g = tanh(W_ig x + W_hg h + b_g)``,
@@ -810,29 +983,28 @@ class LSTM(Cell):
     through ``W_hi, W_hf, W_hg`` only and on their own ``c``.
     """
 
-    kind = "lstm"
     gate_names = ("input", "forget", "cell", "output")
     n_state_per_unit = 2
 
-    def __init__(self, n_in, n_hidden, density=None, seed=0, dtype=np.float64, *,
-                 input_density=1.0, shared_pattern=True, pattern=None):
+    def __init__(self, n_in: int, n_hidden: int, density: float = None, seed=0, dtype=np.float64, *,
+                 input_density: float = 1.0, shared_pattern: bool = True, pattern=None):
         self._build(n_in, n_hidden, density, seed, dtype, input_density, pattern, shared_pattern)
 
-    @staticmethod
-    def _specs():
+    @classmethod
+    def weight_specs(cls):
         return [
-            _WeightSpec("W_hi", 0, "h"), _WeightSpec("W_hf", 1, "h"),
-            _WeightSpec("W_hg", 2, "h"), _WeightSpec("W_ho", 3, "h"),
-            _WeightSpec("W_ii", 0, "x"), _WeightSpec("W_if", 1, "x"),
-            _WeightSpec("W_ig", 2, "x"), _WeightSpec("W_io", 3, "x"),
-            _WeightSpec("b_i", 0, "1"), _WeightSpec("b_f", 1, "1"),
-            _WeightSpec("b_g", 2, "1"), _WeightSpec("b_o", 3, "1"),
+            WeightSpec("W_hi", 0, "h"), WeightSpec("W_hf", 1, "h"),
+            WeightSpec("W_hg", 2, "h"), WeightSpec("W_ho", 3, "h"),
+            WeightSpec("W_ii", 0, "x"), WeightSpec("W_if", 1, "x"),
+            WeightSpec("W_ig", 2, "x"), WeightSpec("W_io", 3, "x"),
+            WeightSpec("b_i", 0, "1"), WeightSpec("b_f", 1, "1"),
+            WeightSpec("b_g", 2, "1"), WeightSpec("b_o", 3, "1"),
         ]
 
-    def _touch(self):
+    def gate_touch(self):
         return [[True, True], [True, True], [True, True], [True, False]]
 
-    def _local_touch(self):
+    def local_touch(self):
         # h' depends on its own c through c' = f c + ..., and so does c'.
         return [[False, True], [False, True]]
 
@@ -840,12 +1012,9 @@ class LSTM(Cell):
         super()._init_values(rng)
         self.weights["b_f"][:] = 1.0
 
-    def _hyperparameters(self):
-        return {"shared_pattern": self.shared_pattern}
-
-    def _make_kernel_args(self):
+    def make_kernel_args(self):
         w = self.weights
-        return (
+        return LSTMArgs(
             *(a for k in ("W_hi", "W_hf", "W_hg", "W_ho", "W_ii", "W_if", "W_ig", "W_io")
               for a in self._matrix_arg(k)),
             w["b_i"], w["b_f"], w["b_g"], w["b_o"],

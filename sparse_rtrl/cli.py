@@ -17,13 +17,11 @@ import argparse
 import os
 import sys
 
-import numpy as np
-
-from .registry import CELLS, LEARNER_HELP
+from . import registry
 
 
 def _learner_factory(spec):
-    """Parse one learner spec (see ``registry.LEARNER_HELP``) into ``factory(cell)``."""
+    """Parse one learner spec (see ``registry.learner_specs_help``) into ``factory(cell)``."""
     from .registry import make_learner, parse_learner
 
     try:
@@ -72,11 +70,8 @@ def _learner_spec(text):
     return text.strip().lower()
 
 
-TASKS = ("copy", "add", "mimic", "charlm")
-
-
 def _add_model_options(p, *, cell, n_hidden, density, alpha_help):
-    p.add_argument("--cell", choices=CELLS, default=cell)
+    p.add_argument("--cell", choices=registry.CELLS.keys(), default=cell)
     p.add_argument("--n-hidden", type=_positive_int, default=n_hidden)
     p.add_argument("--density", type=_density, default=density)
     p.add_argument("--alpha", type=lambda t: _fraction(t, "alpha"), default=None,
@@ -86,7 +81,7 @@ def _add_model_options(p, *, cell, n_hidden, density, alpha_help):
 
 
 def _add_task_options(p, task):
-    p.add_argument("--task", choices=TASKS, default=task)
+    p.add_argument("--task", choices=registry.TASKS.keys(), default=task)
     p.add_argument("--n-symbols", type=_positive_int, default=None, help="copy: alphabet size (default 2)")
     p.add_argument("--t1", type=_positive_int, default=None, help="add: first lag (default 5)")
     p.add_argument("--t2", type=_positive_int, default=None, help="add: second lag (default 9)")
@@ -104,8 +99,9 @@ def build_parser():
     t = sub.add_parser("train", help="train a network online on a task")
     _add_task_options(t, "copy")
     _add_model_options(t, cell="gru", n_hidden=64, density=0.25, alpha_help="1")
-    t.add_argument("--learner", type=_learner_spec, default="snap2", help=f"one of {LEARNER_HELP}")
-    t.add_argument("--optimizer", choices=("sgd", "adam"), default="adam")
+    t.add_argument("--learner", type=_learner_spec, default="snap2",
+                   help=f"one of {registry.learner_specs_help()}")
+    t.add_argument("--optimizer", choices=registry.OPTIMIZERS.keys(), default="adam")
     t.add_argument("--lr", type=_positive_float, default=3e-3)
     t.add_argument("--momentum", type=float, default=0.0)
     t.add_argument("--clip-norm", type=_positive_float, default=1.0)
@@ -131,8 +127,9 @@ def build_parser():
     c = sub.add_parser("compare", help="alignment with RTRL and estimator variance of several learners")
     _add_task_options(c, "add")
     _add_model_options(c, cell="vanilla", n_hidden=32, density=0.25, alpha_help="0.5, Marschall et al.'s leak")
-    c.add_argument("--learners", type=_learner_list,
-                   default=_learner_list("snap1,snap2,eprop,rflo,kernl,kfrtrl,rkfrtrl,uoro,tbptt10,fbptt10,dni"))
+    c.add_argument("--learners", type=_learner_list, default=None,
+                   help="comma-separated learner specs (default: every approximation that runs on the cell, "
+                        "from the learner table)")
     c.add_argument("--steps", type=_positive_int, default=400, help="length of the trajectory")
     c.add_argument("--every", type=_positive_int, default=1, help="steps per alignment window")
     c.add_argument("--seeds", type=int, default=40,
@@ -141,7 +138,7 @@ def build_parser():
     c.set_defaults(func=_cmd_compare)
 
     g = sub.add_parser("gradcheck", help="check Jacobians and gradients against BPTT and finite differences")
-    g.add_argument("--cell", choices=CELLS, default="gru")
+    g.add_argument("--cell", choices=registry.CELLS.keys(), default="gru")
     g.add_argument("--n-in", type=_positive_int, default=3)
     g.add_argument("--n-hidden", type=_positive_int, default=12)
     g.add_argument("--density", type=_density, default=0.25)
@@ -239,21 +236,27 @@ def _cmd_compare(args):
     if args.cell != "vanilla" and args.alpha is not None:
         raise ValueError("--alpha (the leak) applies to the vanilla cell only")
     alpha = (0.5 if args.alpha is None else args.alpha) if args.cell == "vanilla" else None
-    result = compare(_task_config(args), args.cell, args.n_hidden, args.density, alpha,
-                     [name for name, _ in args.learners], steps=args.steps, every=args.every, seeds=args.seeds,
-                     dtype=args.dtype, seed=args.seed, out=args.out)
+    specs = [name for name, _ in args.learners] if args.learners is not None else _compared_specs(args.cell)
+    result = compare(_task_config(args), args.cell, args.n_hidden, args.density, alpha, specs, steps=args.steps,
+                     every=args.every, seeds=args.seeds, dtype=args.dtype, seed=args.seed, out=args.out)
     print(result["table"])
     if args.out:
         print(f"written: {', '.join(result['files'])}")
     return 0
 
 
+def _compared_specs(cell_key):
+    """Every learner of the table that runs on this kind of cell, but the exact references (RTRL is the one
+    compared against)."""
+    probe = registry.make_cell(cell_key, 1, 2)
+    return [spec for spec in registry.example_specs(probe)
+            if not (registry.parse_learner(spec)[0].unbiased and not registry.parse_learner(spec)[0].stochastic)]
+
+
 def _cmd_gradcheck(args):
     from .gradcheck import gradcheck
 
-    from .registry import make_cell
-
-    cell = make_cell(args.cell, args.n_in, args.n_hidden, args.density, args.seed, args.dtype)
+    cell = registry.make_cell(args.cell, args.n_in, args.n_hidden, args.density, args.seed, args.dtype)
     learners = [factory for _, factory in args.learners]
     report = gradcheck(cell, learners, n_steps=args.steps, seed=args.seed)
     print(report)

@@ -5,14 +5,12 @@ their initial weights, so every learner sees the same states; the credits
 ``c_t = dL_t/ds_t`` come from the readout's loss on the task's targets.
 """
 
-import csv
 import os
 
 import numpy as np
 
 from . import registry
-
-STOCHASTIC = ("uoro", "kfrtrl", "rkfrtrl")
+from ._io import save_figure, write_csv
 
 
 def stream_credits(cell, readout, task, steps):
@@ -65,7 +63,7 @@ def compare(task_cfg, cell_kind, n_hidden, density, alpha, learners, steps=400, 
     variance = {}
     if seeds:
         for spec in learners:
-            if registry.parse_learner(spec)[0] in STOCHASTIC:
+            if built[spec].stochastic:
                 variance[names[spec]] = estimator_variance(
                     lambda sd, spec=spec: registry.make_learner(spec, cell, seed=sd), inputs, credits,
                     range(seeds))
@@ -82,15 +80,6 @@ def compare(task_cfg, cell_kind, n_hidden, density, alpha, learners, steps=400, 
     return {"alignment": align, "variance": variance, "table": "\n".join(lines), "files": files}
 
 
-def _atomic_csv(path, header, rows):
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
-    os.replace(tmp, path)
-
-
 def _write(out, align, variance, order):
     os.makedirs(out, exist_ok=True)
     files = [os.path.join(out, "compare.csv")]
@@ -98,20 +87,18 @@ def _write(out, align, variance, order):
     for k, step in enumerate(align["steps"]):
         for n in order:
             rows.append([int(step), n, align["cosine"][n][k], align["norm"][n][k], align["reference_norm"][k]])
-    _atomic_csv(files[0], ["step", "learner", "cosine", "norm", "rtrl_norm"], rows)
+    write_csv(files[0], ["step", "learner", "cosine", "norm", "rtrl_norm"], rows)
     if variance:
         files.append(os.path.join(out, "variance.csv"))
         rows = [[t + 1, n, v["variance"][t], v["relative_variance"][t], v["bias_sq"][t]]
                 for n, v in variance.items() for t in range(len(v["variance"]))]
-        _atomic_csv(files[-1], ["step", "learner", "variance", "relative_variance", "bias_sq"], rows)
+        write_csv(files[-1], ["step", "learner", "variance", "relative_variance", "bias_sq"], rows)
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure
     except ImportError:
         return files
-    fig, axes = plt.subplots(1, 2 if variance else 1, figsize=(12 if variance else 6.5, 4), squeeze=False)
+    fig = Figure(figsize=(12 if variance else 6.5, 4))
+    axes = fig.subplots(1, 2 if variance else 1, squeeze=False)
     ax = axes[0, 0]
     means = [align["mean_cosine"][n] for n in order]
     ax.bar(range(len(order)), means)
@@ -127,9 +114,5 @@ def _write(out, align, variance, order):
         ax.set_ylabel("variance / |exact gradient|^2")
         ax.legend(fontsize=8)
     fig.tight_layout()
-    path = os.path.join(out, "compare.png")
-    fig.savefig(path + ".tmp.png", dpi=110)
-    plt.close(fig)
-    os.replace(path + ".tmp.png", path)
-    files.append(path)
+    files.append(save_figure(fig, os.path.join(out, "compare.png"), dpi=110))
     return files

@@ -86,7 +86,7 @@ class LearnerResult:
     """Errors of one learner's gradient: per weight name and overall."""
 
     name: str
-    kind: str  # "exact", "approximate" or "stochastic"
+    category: str  # "exact", "approximate" or "stochastic"
     vs_bptt: dict = field(default_factory=dict)
     vs_fd: dict = field(default_factory=dict)
     passed: bool = True
@@ -142,7 +142,7 @@ class GradCheckReport:
         names = list(self.bptt_vs_fd)
         width = max([len(n) for n in names] + [8])
         lname = max([len(r.name) for r in self.learners] + [len("BPTT")])
-        header = f"  {'learner':<{lname}}  {'kind':<11}  {'vs':<4}  " + "  ".join(f"{n:>{width}}" for n in names)
+        header = f"  {'learner':<{lname}}  {'category':<11}  {'vs':<4}  " + "  ".join(f"{n:>{width}}" for n in names)
         lines.append(header)
         lines.append(
             f"  {'BPTT':<{lname}}  {'reference':<11}  {'FD':<4}  "
@@ -151,7 +151,7 @@ class GradCheckReport:
         for r in self.learners:
             for label, errs in (("BPTT", r.vs_bptt), ("FD", r.vs_fd)):
                 lines.append(
-                    f"  {r.name:<{lname}}  {r.kind:<11}  {label:<4}  "
+                    f"  {r.name:<{lname}}  {r.category:<11}  {label:<4}  "
                     + "  ".join(f"{errs[n]:>{width}.2e}" for n in names)
                 )
         lines.append("  result: " + ("OK" if self.ok else "FAILED\n    " + "\n    ".join(self.problems)))
@@ -275,8 +275,8 @@ def gradcheck(cell, learners=None, n_steps=8, seed=0, eps=1e-6, exact_tol=None):
         g = _run(lrn, xs, cs)
         groups = _groups(cell, g)
         exact = lrn.exact_for(n_steps)
-        kind = "exact" if exact else ("stochastic" if lrn.stochastic else "approximate")
-        r = LearnerResult(name=name, kind=kind, gradient=g)
+        category = "exact" if exact else ("stochastic" if lrn.stochastic else "approximate")
+        r = LearnerResult(name=name, category=category, gradient=g)
         r.vs_bptt = {k: _rel(groups[k], bptt_groups[k]) for k in groups}
         r.vs_bptt["all"] = _rel(g, g_bptt)
         r.vs_fd = {k: _rel(groups[k], fd_groups[k]) for k in groups}

@@ -37,7 +37,7 @@ def test_gradcheck_reports_exactness_from_the_learner():
         cell, {"tb2": lambda c: sr.TBPTT(c, 2), "tb9": lambda c: sr.TBPTT(c, 9), "snap": lambda c: SnAp(c, 50)},
         n_steps=5,
     )
-    kinds = {r.name: r.kind for r in report.learners}
+    kinds = {r.name: r.category for r in report.learners}
     assert kinds == {"tb2": "approximate", "tb9": "exact", "snap": "exact"}
     errs = {r.name: r.vs_bptt["all"] for r in report.learners}
     assert errs["tb9"] < 1e-12 and errs["snap"] < 1e-12

@@ -1,4 +1,10 @@
-"""Compiled kernels of the exact references: RTRL's dense influence and (T)BPTT's stored window."""
+"""Compiled kernels of the exact references: RTRL's dense influence and (T)BPTT's stored window.
+
+Batched like ``_base_kernels`` (leading axis = stream), each with a serial
+driver and a ``_par`` driver that spreads the streams over the cores (same
+numbers). ``plan`` is an ``exact.RTRLPlan``, ``seg`` the cell's ``Segments``,
+``window`` a ``exact.WindowArrays``.
+"""
 
 from numba import prange, uint64
 
@@ -7,7 +13,8 @@ from ._base_kernels import gate_credit
 
 
 @njit
-def _rtrl_update_stream(b, dyn_ptr, dyn_idx, dyn, coef, z, unit, gate, src, touch, n, J, J_new, c, acc, accumulate):
+def _rtrl_update_stream(b, plan, dyn, coef, z, J, J_new, c, acc, accumulate):
+    dyn_ptr, dyn_idx, unit, gate, src, touch, n = plan
     n_touch = touch.shape[1]
     P = J.shape[2]
     Jb = J[b]
@@ -39,19 +46,17 @@ def _rtrl_update_stream(b, dyn_ptr, dyn_idx, dyn, coef, z, unit, gate, src, touc
 
 
 @njit
-def rtrl_update(dyn_ptr, dyn_idx, dyn, coef, z, unit, gate, src, touch, n,
-                J, J_new, c, acc, accumulate):
+def rtrl_update(plan, dyn, coef, z, J, J_new, c, acc, accumulate):
     """``J_new = D J + I`` for every stream; if ``accumulate``, ``acc += c J_new``."""
     for b in range(J.shape[0]):
-        _rtrl_update_stream(b, dyn_ptr, dyn_idx, dyn, coef, z, unit, gate, src, touch, n, J, J_new, c, acc, accumulate)
+        _rtrl_update_stream(b, plan, dyn, coef, z, J, J_new, c, acc, accumulate)
 
 
-@parallel_njit()
-def rtrl_update_par(dyn_ptr, dyn_idx, dyn, coef, z, unit, gate, src, touch, n,
-                J, J_new, c, acc, accumulate):
+@parallel_njit
+def rtrl_update_par(plan, dyn, coef, z, J, J_new, c, acc, accumulate):
     """``rtrl_update`` with the streams spread over the cores (same result)."""
     for b in prange(J.shape[0]):
-        _rtrl_update_stream(b, dyn_ptr, dyn_idx, dyn, coef, z, unit, gate, src, touch, n, J, J_new, c, acc, accumulate)
+        _rtrl_update_stream(b, plan, dyn, coef, z, J, J_new, c, acc, accumulate)
 
 
 @njit
@@ -72,7 +77,7 @@ def dense_accumulate(J, c, acc):
         _dense_accumulate_stream(b, J, c, acc)
 
 
-@parallel_njit()
+@parallel_njit
 def dense_accumulate_par(J, c, acc):
     """``dense_accumulate`` with the streams spread over the cores (same result)."""
     for b in prange(J.shape[0]):
@@ -82,7 +87,7 @@ def dense_accumulate_par(J, c, acc):
 # -- BPTT over a stored window ---------------------------------------------------
 
 
-@njit(gather=True)
+@njit(math="gather")
 def snapshot_if_changed(theta, n_rec, theta_hist, n_snap):
     """Keep a copy of the recurrent weights when they differ from the last copy.
 
@@ -104,8 +109,10 @@ def snapshot_if_changed(theta, n_rec, theta_hist, n_snap):
     return n_snap + 1
 
 
-@njit(gather=True)
-def _bptt_window_stream(b, seg_ptr, seg_unit, seg_gate, src, touch, n, n_rec_seg, coef_hist, dloc_hist, z_hist, c_hist, theta_hist, theta_idx, t_stop, delta, scratch, u, acc):
+@njit(math="gather")
+def _bptt_window_stream(b, seg, window, t_stop, delta, scratch, u, acc):
+    seg_ptr, seg_unit, seg_gate, src, touch, n, n_rec_seg = seg
+    coef_hist, dloc_hist, z_hist, c_hist, theta_hist, theta_idx = window
     m = touch.shape[1]
     dl = delta[b]
     dl[:] = 0.0
@@ -146,9 +153,8 @@ def _bptt_window_stream(b, seg_ptr, seg_unit, seg_gate, src, touch, n, n_rec_seg
             dl[:] = out
 
 
-@njit(gather=True)
-def bptt_window(seg_ptr, seg_unit, seg_gate, src, touch, n, n_rec_seg, coef_hist, dloc_hist, z_hist,
-                c_hist, theta_hist, theta_idx, t_stop, delta, scratch, u, acc):
+@njit(math="gather")
+def bptt_window(seg, window, t_stop, delta, scratch, u, acc):
     """Back-propagate the stored credits of steps ``[0, t_stop)`` of a window.
 
     The state entering the window is a constant (truncation), so the backward
@@ -158,12 +164,11 @@ def bptt_window(seg_ptr, seg_unit, seg_gate, src, touch, n, n_rec_seg, coef_hist
     ``delta <- D_t^T delta``, from the factored forms.
     """
     for b in range(delta.shape[0]):
-        _bptt_window_stream(b, seg_ptr, seg_unit, seg_gate, src, touch, n, n_rec_seg, coef_hist, dloc_hist, z_hist, c_hist, theta_hist, theta_idx, t_stop, delta, scratch, u, acc)
+        _bptt_window_stream(b, seg, window, t_stop, delta, scratch, u, acc)
 
 
-@parallel_njit(gather=True)
-def bptt_window_par(seg_ptr, seg_unit, seg_gate, src, touch, n, n_rec_seg, coef_hist, dloc_hist, z_hist,
-                c_hist, theta_hist, theta_idx, t_stop, delta, scratch, u, acc):
+@parallel_njit(math="gather")
+def bptt_window_par(seg, window, t_stop, delta, scratch, u, acc):
     """``bptt_window`` with the streams spread over the cores (same result)."""
     for b in prange(delta.shape[0]):
-        _bptt_window_stream(b, seg_ptr, seg_unit, seg_gate, src, touch, n, n_rec_seg, coef_hist, dloc_hist, z_hist, c_hist, theta_hist, theta_idx, t_stop, delta, scratch, u, acc)
+        _bptt_window_stream(b, seg, window, t_stop, delta, scratch, u, acc)

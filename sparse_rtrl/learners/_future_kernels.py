@@ -1,48 +1,22 @@
 """Compiled kernels of the future-facing learners: F-BPTT and DNI.
 
-Batched like ``_learner_kernels``: the leading axis of every per-stream
+Batched like ``_base_kernels``: the leading axis of every per-stream
 array is the stream ``b``, each kernel has a serial driver and a ``_par``
 driver that spreads the streams (or, for a model shared by the streams, its
 rows) over the cores, with identical results. Kernels never validate and
-never allocate; the wrappers in ``future.py`` own the buffers.
+never allocate; the learners in ``future.py`` own the buffers.
 
-Shared arguments are those of ``_learner_kernels`` (from ``CellStructure``):
-``seg_ptr, seg_unit, seg_gate`` (row segments), ``src`` (presynaptic index of
-each parameter), ``touch`` (which states each gate changes), ``n`` (hidden
-units) and ``n_rec_seg`` (the recurrent row segments, a prefix).
+``seg`` is the cell's ``Segments`` (row segments, presynaptic indices, gate
+touch, units, recurrent segments); ``window`` a ``future.FutureWindow``.
 """
 
-from numba import prange, uint64
+from numba import prange
 
 from .._jit import njit, parallel_njit
-from ._base_kernels import gate_credit, immediate_vjp
+from ._base_kernels import dynamics_rmatvec, immediate_vjp
 
 
-@njit(gather=True)
-def dynamics_rmatvec(theta, coef, dloc, seg_ptr, seg_unit, seg_gate, src, touch, n, n_rec_seg, v, u, out):
-    """``out = D^T v`` for one stream from the factored form (``u`` is (n, G) work).
-
-    ``D = D_local + sum over recurrent p of coef[k, g] theta_p e_k e_src^T``,
-    so ``D^T v = D_local^T v + sum_p u[unit_p, g_p] theta_p e_src`` with
-    ``u[i, g] = sum over the states k of unit i that gate g touches of
-    coef[k, g] v[k]``. ``theta`` needs only the recurrent weights.
-    """
-    m = touch.shape[1]
-    gate_credit(v, coef, touch, n, u)
-    for i in range(n):
-        for c in range(m):
-            acc = v.dtype.type(0.0)
-            for a in range(m):
-                acc += dloc[i, a, c] * v[i + a * n]
-            out[i + c * n] = acc
-    for s in range(n_rec_seg):
-        val = u[seg_unit[s], seg_gate[s]]
-        if val != 0.0:
-            for p in range(uint64(seg_ptr[s]), uint64(seg_ptr[s + 1])):
-                out[src[p]] += val * theta[p]
-
-
-@njit(gather=True)
+@njit(math="gather")
 def keep_recurrent(theta, n_rec, theta_hist, last):
     """Copy the recurrent weights into the ring ``theta_hist`` unless they equal copy ``last``.
 
@@ -70,9 +44,9 @@ def keep_recurrent(theta, n_rec, theta_hist, last):
 # -- F-BPTT ------------------------------------------------------------------------
 
 
-@njit(gather=True)
-def _fbptt_stream(b, seg_ptr, seg_unit, seg_gate, src, touch, n, n_rec_seg, coef_hist, dloc_hist, z_hist,
-                  delta_hist, theta_hist, theta_idx, newest, count, propagate, n_emit, v, scratch, u, acc):
+@njit(math="gather")
+def _fbptt_stream(b, seg, window, newest, count, propagate, n_emit, v, scratch, u, acc):
+    coef_hist, dloc_hist, z_hist, delta_hist, theta_hist, theta_idx = window
     cap = delta_hist.shape[0]
     ub = u[b]
     if propagate and count > 1:
@@ -90,8 +64,8 @@ def _fbptt_stream(b, seg_ptr, seg_unit, seg_gate, src, touch, n, n_rec_seg, coef
             slot = newest - j
             if slot < 0:
                 slot += cap
-            dynamics_rmatvec(theta_hist[theta_idx[later]], coef_hist[later, b], dloc_hist[later, b],
-                             seg_ptr, seg_unit, seg_gate, src, touch, n, n_rec_seg, vb, ub, out)
+            dynamics_rmatvec(theta_hist[theta_idx[later]], coef_hist[later, b], dloc_hist[later, b], seg, vb, ub,
+                             out)
             d = delta_hist[slot, b]
             live = False
             for k in range(vb.shape[0]):
@@ -110,14 +84,13 @@ def _fbptt_stream(b, seg_ptr, seg_unit, seg_gate, src, touch, n, n_rec_seg, coef
         if slot >= cap:
             slot -= cap
         d = delta_hist[slot, b]
-        immediate_vjp(d, coef_hist[slot, b], z_hist[slot, b], seg_ptr, seg_unit, seg_gate, src, touch, n, ub, accb)
+        immediate_vjp(d, coef_hist[slot, b], z_hist[slot, b], seg, ub, accb)
         for k in range(d.shape[0]):
             d[k] = 0.0
 
 
-@njit(gather=True)
-def fbptt_step(seg_ptr, seg_unit, seg_gate, src, touch, n, n_rec_seg, coef_hist, dloc_hist, z_hist,
-               delta_hist, theta_hist, theta_idx, newest, count, propagate, n_emit, v, scratch, u, acc):
+@njit(math="gather")
+def fbptt_step(seg, window, newest, count, propagate, n_emit, v, scratch, u, acc):
     """Propagate the newest step's credit into the window, then emit the oldest steps.
 
     The window is a ring of ``count`` steps ending at slot ``newest``. With
@@ -129,24 +102,21 @@ def fbptt_step(seg_ptr, seg_unit, seg_gate, src, touch, n, n_rec_seg, coef_hist,
     ``delta^T I`` to ``acc`` and their ``delta`` is zeroed.
     """
     for b in range(acc.shape[0]):
-        _fbptt_stream(b, seg_ptr, seg_unit, seg_gate, src, touch, n, n_rec_seg, coef_hist, dloc_hist, z_hist,
-                      delta_hist, theta_hist, theta_idx, newest, count, propagate, n_emit, v, scratch, u, acc)
+        _fbptt_stream(b, seg, window, newest, count, propagate, n_emit, v, scratch, u, acc)
 
 
-@parallel_njit(gather=True)
-def fbptt_step_par(seg_ptr, seg_unit, seg_gate, src, touch, n, n_rec_seg, coef_hist, dloc_hist, z_hist,
-                   delta_hist, theta_hist, theta_idx, newest, count, propagate, n_emit, v, scratch, u, acc):
+@parallel_njit(math="gather")
+def fbptt_step_par(seg, window, newest, count, propagate, n_emit, v, scratch, u, acc):
     """``fbptt_step`` with the streams spread over the cores (same result)."""
     for b in prange(acc.shape[0]):
-        _fbptt_stream(b, seg_ptr, seg_unit, seg_gate, src, touch, n, n_rec_seg, coef_hist, dloc_hist, z_hist,
-                      delta_hist, theta_hist, theta_idx, newest, count, propagate, n_emit, v, scratch, u, acc)
+        _fbptt_stream(b, seg, window, newest, count, propagate, n_emit, v, scratch, u, acc)
 
 
 # -- DNI -------------------------------------------------------------------------
 
 
-@njit(gather=True)
-def _emit_stream(b, c, chat, with_chat, coef, z, seg_ptr, seg_unit, seg_gate, src, touch, n, v, u, acc):
+@njit(math="gather")
+def _emit_stream(b, c, chat, with_chat, coef, z, seg, v, u, acc):
     vb = v[b]
     if with_chat:
         for k in range(vb.shape[0]):
@@ -154,21 +124,21 @@ def _emit_stream(b, c, chat, with_chat, coef, z, seg_ptr, seg_unit, seg_gate, sr
     else:
         for k in range(vb.shape[0]):
             vb[k] = c[b, k]
-    immediate_vjp(vb, coef[b], z[b], seg_ptr, seg_unit, seg_gate, src, touch, n, u[b], acc[b])
+    immediate_vjp(vb, coef[b], z[b], seg, u[b], acc[b])
 
 
-@njit(gather=True)
-def dni_emit(c, chat, with_chat, coef, z, seg_ptr, seg_unit, seg_gate, src, touch, n, v, u, acc):
+@njit(math="gather")
+def dni_emit(c, chat, with_chat, coef, z, seg, v, u, acc):
     """``acc += (c + chat)^T I`` (``with_chat``) or ``acc += c^T I``, every stream."""
     for b in range(acc.shape[0]):
-        _emit_stream(b, c, chat, with_chat, coef, z, seg_ptr, seg_unit, seg_gate, src, touch, n, v, u, acc)
+        _emit_stream(b, c, chat, with_chat, coef, z, seg, v, u, acc)
 
 
-@parallel_njit(gather=True)
-def dni_emit_par(c, chat, with_chat, coef, z, seg_ptr, seg_unit, seg_gate, src, touch, n, v, u, acc):
+@parallel_njit(math="gather")
+def dni_emit_par(c, chat, with_chat, coef, z, seg, v, u, acc):
     """``dni_emit`` with the streams spread over the cores (same result)."""
     for b in prange(acc.shape[0]):
-        _emit_stream(b, c, chat, with_chat, coef, z, seg_ptr, seg_unit, seg_gate, src, touch, n, v, u, acc)
+        _emit_stream(b, c, chat, with_chat, coef, z, seg, v, u, acc)
 
 
 @njit
@@ -188,14 +158,14 @@ def _features_stream(b, state, z, n, model, feat, chat):
         chat[b, k] = acc
 
 
-@njit(gather=True)
+@njit(math="gather")
 def dni_features(state, z, n, model, feat, chat):
     """``feat = [s; x; 1]`` (the tail of ``z`` is ``[x; 1]``) and ``chat = A feat``, every stream."""
     for b in range(feat.shape[0]):
         _features_stream(b, state, z, n, model, feat, chat)
 
 
-@parallel_njit(gather=True)
+@parallel_njit(math="gather")
 def dni_features_par(state, z, n, model, feat, chat):
     """``dni_features`` with the streams spread over the cores (same result)."""
     for b in prange(feat.shape[0]):
@@ -203,8 +173,7 @@ def dni_features_par(state, z, n, model, feat, chat):
 
 
 @njit
-def _bootstrap_stream(b, exact, theta, coef, dloc, seg_ptr, seg_unit, seg_gate, src, touch, n, n_rec_seg,
-                      jac, model, frozen, credit, feat, feat_prev, v, u, err):
+def _bootstrap_stream(b, exact, theta, coef, dloc, seg, jac, model, frozen, credit, feat, feat_prev, v, u, err):
     vb = v[b]
     fb = feat[b]
     for k in range(vb.shape[0]):
@@ -215,7 +184,7 @@ def _bootstrap_stream(b, exact, theta, coef, dloc, seg_ptr, seg_unit, seg_gate, 
         vb[k] = acc
     eb = err[b]
     if exact:
-        dynamics_rmatvec(theta, coef[b], dloc[b], seg_ptr, seg_unit, seg_gate, src, touch, n, n_rec_seg, vb, u[b], eb)
+        dynamics_rmatvec(theta, coef[b], dloc[b], seg, vb, u[b], eb)
     else:
         for j in range(eb.shape[0]):
             eb[j] = 0.0
@@ -247,9 +216,8 @@ def _descend_rows(lo, hi, model, err, feat, lr):
                     row[j] -= g * fb[j]
 
 
-@njit(gather=True)
-def dni_train(exact, theta, coef, dloc, seg_ptr, seg_unit, seg_gate, src, touch, n, n_rec_seg,
-              jac, model, frozen, credit, feat, feat_prev, lr, v, u, err):
+@njit(math="gather")
+def dni_train(exact, theta, coef, dloc, seg, jac, model, frozen, credit, feat, feat_prev, lr, v, u, err):
     """One SGD step of the synthetic-credit model on the previous step's bootstrapped target.
 
     Per stream: ``v = c_t + A' f_t``, ``target = D_t^T v`` (``exact``, from
@@ -258,18 +226,15 @@ def dni_train(exact, theta, coef, dloc, seg_ptr, seg_unit, seg_gate, src, touch,
     by the streams, ``A -= lr * sum_b err_b f_{t-1,b}^T``.
     """
     for b in range(err.shape[0]):
-        _bootstrap_stream(b, exact, theta, coef, dloc, seg_ptr, seg_unit, seg_gate, src, touch, n, n_rec_seg,
-                          jac, model, frozen, credit, feat, feat_prev, v, u, err)
+        _bootstrap_stream(b, exact, theta, coef, dloc, seg, jac, model, frozen, credit, feat, feat_prev, v, u, err)
     _descend_rows(0, model.shape[0], model, err, feat_prev, lr)
 
 
-@parallel_njit(gather=True)
-def dni_train_par(exact, theta, coef, dloc, seg_ptr, seg_unit, seg_gate, src, touch, n, n_rec_seg,
-                  jac, model, frozen, credit, feat, feat_prev, lr, v, u, err):
+@parallel_njit(math="gather")
+def dni_train_par(exact, theta, coef, dloc, seg, jac, model, frozen, credit, feat, feat_prev, lr, v, u, err):
     """``dni_train`` with the streams, then the model's rows, spread over the cores (same result)."""
     for b in prange(err.shape[0]):
-        _bootstrap_stream(b, exact, theta, coef, dloc, seg_ptr, seg_unit, seg_gate, src, touch, n, n_rec_seg,
-                          jac, model, frozen, credit, feat, feat_prev, v, u, err)
+        _bootstrap_stream(b, exact, theta, coef, dloc, seg, jac, model, frozen, credit, feat, feat_prev, v, u, err)
     for i in prange(model.shape[0]):
         _descend_rows(i, i + 1, model, err, feat_prev, lr)
 
@@ -286,7 +251,7 @@ def _transition_error_stream(b, jac, prev, state, err):
         err[b, k] = acc - state[b, k]
 
 
-@njit(gather=True)
+@njit(math="gather")
 def jacobian_train(jac, prev, state, lr, err):
     """One SGD step of the linear transition model: ``err_b = Jhat s_{t-1,b} - s_{t,b}``,
     ``Jhat -= lr * sum_b err_b s_{t-1,b}^T``. ``prev`` may be wider than ``S``
@@ -296,7 +261,7 @@ def jacobian_train(jac, prev, state, lr, err):
     _descend_rows(0, jac.shape[0], jac, err, prev, lr)
 
 
-@parallel_njit(gather=True)
+@parallel_njit(math="gather")
 def jacobian_train_par(jac, prev, state, lr, err):
     """``jacobian_train`` with the streams, then the model's rows, spread over the cores (same result)."""
     for b in prange(err.shape[0]):

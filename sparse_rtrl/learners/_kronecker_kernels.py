@@ -22,24 +22,22 @@ from numba import prange, uint64
 
 from .._jit import njit, parallel_njit
 
-#: Rounding must not depend on where a stream body is compiled: each one is
-#: compiled more than once (a signed index under ``range``, an unsigned one
-#: under ``prange``, inlined into different drivers), and a stream's numbers
-#: must be the same in a batch, alone, serial or parallel. Reassociation and
-#: approximate reciprocals let each copy round differently, and so does
-#: contraction of ``a * b + c * d``, which can be fused two ways. Under the
-#: default fastmath set a batched RKF-RTRL stream was once seen to differ from
-#: the single stream by one ulp in ``B`` (in ``src * inv0 + v * z``, the likely
-#: cause; not reproduced since). So the kernels are strict IEEE (``STRICT``),
-#: except the multiply-add loops whose every product has the form
-#: ``acc += a * b`` (``D B``, its norm, ``c^T B``: ``CONTRACT``). Such a sum
-#: can be fused only one way, into an FMA, and the FMAs made the step about
-#: 25% faster (n = 128, float32).
-STRICT = False
-CONTRACT = {"contract"}
+# Rounding must not depend on where a stream body is compiled: each one is
+# compiled more than once (a signed index under ``range``, an unsigned one
+# under ``prange``, inlined into different drivers), and a stream's numbers
+# must be the same in a batch, alone, serial or parallel. Reassociation and
+# approximate reciprocals let each copy round differently, and so does
+# contraction of ``a * b + c * d``, which can be fused two ways. Under the
+# default fastmath set a batched RKF-RTRL stream was once seen to differ from
+# the single stream by one ulp in ``B`` (in ``src * inv0 + v * z``, the likely
+# cause; not reproduced since). So the kernels are strict IEEE
+# (``math="strict"``), except the multiply-add loops whose every product has
+# the form ``acc += a * b`` (``D B``, its norm, ``c^T B``: ``math="contract"``).
+# Such a sum can be fused only one way, into an FMA, and the FMAs made the step
+# about 25% faster (n = 128, float32).
 
 
-@njit(fastmath=CONTRACT)
+@njit(math="contract")
 def _dynamics_times(dyn_ptr, dyn_idx, dyn, M, out):
     """``out = D M`` for one stream (D in CSR, M and out dense row-major); returns ``||out||_F^2``.
 
@@ -64,7 +62,7 @@ def _dynamics_times(dyn_ptr, dyn_idx, dyn, M, out):
     return sq
 
 
-@njit(fastmath=CONTRACT)
+@njit(math="contract")
 def _row_sum_squares(v):
     """``sum(v * v)`` in a fixed order: eight interleaved partial sums (a short
     dependency chain) combined pairwise, then the tail."""
@@ -86,7 +84,7 @@ def _row_sum_squares(v):
     return total
 
 
-@njit(fastmath=STRICT)
+@njit(math="strict")
 def _sum_squares(v):
     sq = v.dtype.type(0.0)
     for k in range(v.shape[0]):
@@ -94,7 +92,7 @@ def _sum_squares(v):
     return sq
 
 
-@njit(fastmath=STRICT)
+@njit(math="strict")
 def _sign(u):
     return 1.0 if u < 0.5 else -1.0
 
@@ -102,7 +100,7 @@ def _sign(u):
 # -- KF-RTRL ----------------------------------------------------------------------
 
 
-@njit(fastmath=STRICT)
+@njit(math="strict")
 def _kf_update_stream(b, dyn_ptr, dyn_idx, dyn, coef, z, uniform, A, B, DB, eps):
     dt = A.dtype.type
     nu0 = dt(_sign(uniform[b, 0]))
@@ -132,7 +130,7 @@ def _kf_update_stream(b, dyn_ptr, dyn_idx, dyn, coef, z, uniform, A, B, DB, eps)
         row[k] += b1 * cb[k, 0]
 
 
-@njit(fastmath=STRICT)
+@njit(math="strict")
 def kf_update(dyn_ptr, dyn_idx, dyn, coef, z, uniform, A, B, DB, eps):
     """One KF-RTRL step for every stream (Mujika, Meier & Steger 2018).
 
@@ -146,14 +144,14 @@ def kf_update(dyn_ptr, dyn_idx, dyn, coef, z, uniform, A, B, DB, eps):
         _kf_update_stream(b, dyn_ptr, dyn_idx, dyn, coef, z, uniform, A, B, DB, eps)
 
 
-@parallel_njit(fastmath=STRICT)
+@parallel_njit(math="strict")
 def kf_update_par(dyn_ptr, dyn_idx, dyn, coef, z, uniform, A, B, DB, eps):
     """``kf_update`` with the streams spread over the cores (same result)."""
     for b in prange(A.shape[0]):
         _kf_update_stream(b, dyn_ptr, dyn_idx, dyn, coef, z, uniform, A, B, DB, eps)
 
 
-@njit(fastmath=CONTRACT)
+@njit(math="contract")
 def _credit_times(c, M, u):
     """``u = c^T M`` (M dense, S x width): a sum of contiguous rows."""
     for i in range(u.shape[0]):
@@ -166,9 +164,10 @@ def _credit_times(c, M, u):
                 u[i] += ck * row[i]
 
 
-@njit(fastmath=STRICT)
-def _kf_gather(seg_ptr, seg_unit, src, a, u, accb):
+@njit(math="strict")
+def _kf_gather(seg, a, u, accb):
     # acc[p] += (c^T B)[unit(p)] * A[src(p)]: one row segment shares its unit.
+    seg_ptr, seg_unit, src = seg.seg_ptr, seg.seg_unit, seg.src
     for s in range(seg_unit.shape[0]):
         val = u[seg_unit[s]]
         if val != 0.0:
@@ -176,30 +175,30 @@ def _kf_gather(seg_ptr, seg_unit, src, a, u, accb):
                 accb[p] += val * a[src[p]]
 
 
-@njit(fastmath=STRICT)
-def _kf_accumulate_stream(b, seg_ptr, seg_unit, src, A, B, c, u, acc):
+@njit(math="strict")
+def _kf_accumulate_stream(b, seg, A, B, c, u, acc):
     _credit_times(c[b], B[b], u[b])
-    _kf_gather(seg_ptr, seg_unit, src, A[b], u[b], acc[b])
+    _kf_gather(seg, A[b], u[b], acc[b])
 
 
-@njit(fastmath=STRICT)
-def kf_accumulate(seg_ptr, seg_unit, src, A, B, c, u, acc):
+@njit(math="strict")
+def kf_accumulate(seg, A, B, c, u, acc):
     """``acc[b, p] += A[b, src(p)] * (c[b]^T B[b])[unit(p)]``; ``u`` is (B, n) work."""
     for b in range(A.shape[0]):
-        _kf_accumulate_stream(b, seg_ptr, seg_unit, src, A, B, c, u, acc)
+        _kf_accumulate_stream(b, seg, A, B, c, u, acc)
 
 
-@parallel_njit(fastmath=STRICT)
-def kf_accumulate_par(seg_ptr, seg_unit, src, A, B, c, u, acc):
+@parallel_njit(math="strict")
+def kf_accumulate_par(seg, A, B, c, u, acc):
     """``kf_accumulate`` with the streams spread over the cores (same result)."""
     for b in prange(A.shape[0]):
-        _kf_accumulate_stream(b, seg_ptr, seg_unit, src, A, B, c, u, acc)
+        _kf_accumulate_stream(b, seg, A, B, c, u, acc)
 
 
 # -- Reverse KF-RTRL --------------------------------------------------------------
 
 
-@njit(fastmath=STRICT)
+@njit(math="strict")
 def _rkf_update_stream(b, dyn_ptr, dyn_idx, dyn, coef, z, uniform, A, B, DB, eps):
     dt = A.dtype.type
     Ab = A[b]
@@ -228,7 +227,7 @@ def _rkf_update_stream(b, dyn_ptr, dyn_idx, dyn, coef, z, uniform, A, B, DB, eps
             row[j] = src[j] * inv0 + v * zb[j]
 
 
-@njit(fastmath=STRICT)
+@njit(math="strict")
 def rkf_update(dyn_ptr, dyn_idx, dyn, coef, z, uniform, A, B, DB, eps):
     """One reverse KF-RTRL step for every stream (Marschall, Cho & Savin 2020).
 
@@ -242,16 +241,17 @@ def rkf_update(dyn_ptr, dyn_idx, dyn, coef, z, uniform, A, B, DB, eps):
         _rkf_update_stream(b, dyn_ptr, dyn_idx, dyn, coef, z, uniform, A, B, DB, eps)
 
 
-@parallel_njit(fastmath=STRICT)
+@parallel_njit(math="strict")
 def rkf_update_par(dyn_ptr, dyn_idx, dyn, coef, z, uniform, A, B, DB, eps):
     """``rkf_update`` with the streams spread over the cores (same result)."""
     for b in prange(A.shape[0]):
         _rkf_update_stream(b, dyn_ptr, dyn_idx, dyn, coef, z, uniform, A, B, DB, eps)
 
 
-@njit(fastmath=STRICT)
-def _rkf_gather(seg_ptr, seg_unit, src, a, u, accb):
+@njit(math="strict")
+def _rkf_gather(seg, a, u, accb):
     # acc[p] += A[unit(p)] * (c^T B)[src(p)]: one row segment shares its unit.
+    seg_ptr, seg_unit, src = seg.seg_ptr, seg.seg_unit, seg.src
     for s in range(seg_unit.shape[0]):
         val = a[seg_unit[s]]
         if val != 0.0:
@@ -259,21 +259,21 @@ def _rkf_gather(seg_ptr, seg_unit, src, a, u, accb):
                 accb[p] += val * u[src[p]]
 
 
-@njit(fastmath=STRICT)
-def _rkf_accumulate_stream(b, seg_ptr, seg_unit, src, A, B, c, u, acc):
+@njit(math="strict")
+def _rkf_accumulate_stream(b, seg, A, B, c, u, acc):
     _credit_times(c[b], B[b], u[b])
-    _rkf_gather(seg_ptr, seg_unit, src, A[b], u[b], acc[b])
+    _rkf_gather(seg, A[b], u[b], acc[b])
 
 
-@njit(fastmath=STRICT)
-def rkf_accumulate(seg_ptr, seg_unit, src, A, B, c, u, acc):
+@njit(math="strict")
+def rkf_accumulate(seg, A, B, c, u, acc):
     """``acc[b, p] += A[b, unit(p)] * (c[b]^T B[b])[src(p)]``; ``u`` is (B, n_presyn) work."""
     for b in range(A.shape[0]):
-        _rkf_accumulate_stream(b, seg_ptr, seg_unit, src, A, B, c, u, acc)
+        _rkf_accumulate_stream(b, seg, A, B, c, u, acc)
 
 
-@parallel_njit(fastmath=STRICT)
-def rkf_accumulate_par(seg_ptr, seg_unit, src, A, B, c, u, acc):
+@parallel_njit(math="strict")
+def rkf_accumulate_par(seg, A, B, c, u, acc):
     """``rkf_accumulate`` with the streams spread over the cores (same result)."""
     for b in prange(A.shape[0]):
-        _rkf_accumulate_stream(b, seg_ptr, seg_unit, src, A, B, c, u, acc)
+        _rkf_accumulate_stream(b, seg, A, B, c, u, acc)

@@ -1,95 +1,20 @@
-"""Compiled kernels of the local learners: RFLO and KeRNL (e-prop runs on SnAp's).
+"""Compiled kernels of KeRNL: the credit through its sensitivity matrix, and its perturbed copy.
+
+The traces of RFLO and KeRNL (and SnAp-1's diagonal layout) are updated by
+the one per-parameter trace kernel, ``_base_kernels.trace_update``: with the
+same decays and credits the three give the same numbers, bit for bit. e-prop
+runs on SnAp's kernels.
 
 All kernels are batched: the leading axis of every per-stream array is the
 stream ``b``. Each has a per-stream (or per-row) body and two drivers, a
 serial one and a ``_par`` one that spreads the streams (rows) over the cores
 with ``prange``; both give identical numbers. They never validate and never
-allocate; the wrappers in ``local.py`` own the buffers.
-
-The trace of RFLO and KeRNL keeps one number per parameter, in parameter
-order: ``trace[b, p] <- decay[b, i] trace[b, p] + coef[b, i, g] z[b, src[p]]``
-(unit ``i`` and gate ``g`` of ``p``), and the gradient is
-``acc[b, p] += u[b, i] trace[b, p]`` with a credit ``u`` per unit: ``c`` itself
-for RFLO, ``c^T A`` for KeRNL. Both learners call the same kernel, so with the
-same decays and credits they give the same numbers, bit for bit.
+allocate; the learners in ``local.py`` own the buffers.
 """
 
-from numba import prange, uint64
+from numba import prange
 
 from .._jit import njit, parallel_njit
-
-
-# -- the per-parameter trace (RFLO, KeRNL) ----------------------------------------
-
-
-@njit(gather=True)
-def _trace_update_stream(b, seg_ptr, seg_unit, seg_gate, src, decay, coef, z, u, trace, acc, accumulate):
-    tb = trace[b]
-    ab = acc[b]
-    zb = z[b]
-    cb = coef[b]
-    db = decay[b]
-    ub = u[b]
-    for s in range(seg_unit.shape[0]):
-        i = seg_unit[s]
-        a = db[i]
-        bc = cb[i, seg_gate[s]]
-        lo = uint64(seg_ptr[s])
-        hi = uint64(seg_ptr[s + 1])
-        if accumulate:
-            ui = ub[i]
-            for p in range(lo, hi):
-                v = a * tb[p] + bc * zb[src[p]]
-                tb[p] = v
-                ab[p] += ui * v
-        else:
-            for p in range(lo, hi):
-                tb[p] = a * tb[p] + bc * zb[src[p]]
-
-
-@njit(gather=True)
-def trace_update(seg_ptr, seg_unit, seg_gate, src, decay, coef, z, u, trace, acc, accumulate):
-    """``trace <- decay * trace + I`` per parameter; if ``accumulate``, ``acc += u * trace``.
-
-    ``decay`` and ``u`` are (B, n): one decay and one credit per unit and
-    stream. One streaming pass over the parameters, segment by segment (a
-    segment shares its unit and gate, so both are loaded once per row).
-    """
-    for b in range(trace.shape[0]):
-        _trace_update_stream(b, seg_ptr, seg_unit, seg_gate, src, decay, coef, z, u, trace, acc, accumulate)
-
-
-@parallel_njit(gather=True)
-def trace_update_par(seg_ptr, seg_unit, seg_gate, src, decay, coef, z, u, trace, acc, accumulate):
-    """``trace_update`` with the streams spread over the cores (same result)."""
-    for b in prange(trace.shape[0]):
-        _trace_update_stream(b, seg_ptr, seg_unit, seg_gate, src, decay, coef, z, u, trace, acc, accumulate)
-
-
-@njit
-def _trace_accumulate_stream(b, seg_ptr, seg_unit, u, trace, acc):
-    tb = trace[b]
-    ab = acc[b]
-    ub = u[b]
-    for s in range(seg_unit.shape[0]):
-        ui = ub[seg_unit[s]]
-        if ui != 0.0:
-            for p in range(uint64(seg_ptr[s]), uint64(seg_ptr[s + 1])):
-                ab[p] += ui * tb[p]
-
-
-@njit
-def trace_accumulate(seg_ptr, seg_unit, u, trace, acc):
-    """``acc += u * trace`` without changing the trace (a second credit for one step)."""
-    for b in range(trace.shape[0]):
-        _trace_accumulate_stream(b, seg_ptr, seg_unit, u, trace, acc)
-
-
-@parallel_njit()
-def trace_accumulate_par(seg_ptr, seg_unit, u, trace, acc):
-    """``trace_accumulate`` with the streams spread over the cores (same result)."""
-    for b in prange(trace.shape[0]):
-        _trace_accumulate_stream(b, seg_ptr, seg_unit, u, trace, acc)
 
 
 # -- KeRNL: credit through the sensitivity, and the perturbed copy ------------------
@@ -119,7 +44,7 @@ def unit_credit(c, A, u):
         _unit_credit_stream(b, c, A, u)
 
 
-@parallel_njit()
+@parallel_njit
 def unit_credit_par(c, A, u):
     """``unit_credit`` with the streams spread over the cores (same result)."""
     for b in prange(u.shape[0]):
@@ -178,7 +103,7 @@ def kernl_perturb(h, copy_next, normal, sigma, gamma, A, copy, omega, big_gamma,
         _kernl_perturb_stream(b, h, copy_next, normal, sigma, gamma, A, copy, omega, big_gamma, decay, err, row)
 
 
-@parallel_njit()
+@parallel_njit
 def kernl_perturb_par(h, copy_next, normal, sigma, gamma, A, copy, omega, big_gamma, decay, err, row):
     """``kernl_perturb`` with the streams spread over the cores (same result)."""
     for b in prange(h.shape[0]):
@@ -214,7 +139,7 @@ def kernl_learn(A, gamma, err, omega, big_gamma, row, step):
         _kernl_learn_row(i, A, gamma, err, omega, big_gamma, row, step)
 
 
-@parallel_njit()
+@parallel_njit
 def kernl_learn_par(A, gamma, err, omega, big_gamma, row, step):
     """``kernl_learn`` with the rows of ``A`` spread over the cores (same result:
     each row sums its streams in the same order)."""

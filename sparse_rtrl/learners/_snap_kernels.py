@@ -8,7 +8,10 @@ is a dense ``|R_n| x q`` block, stored row-major in one flat array. The update
 ``D[R, R] @ J_block`` whose inner loop runs over the ``q`` contiguous columns.
 
 Plans are built once with a sizing pass and a filling pass; the step kernel
-allocates nothing.
+allocates nothing. ``plan`` is a ``snap.SnApPlan``. SnAp-1 of a cell whose
+gates each touch one state keeps one entry per parameter, in parameter order:
+that layout is updated by the per-parameter trace kernel
+(``_base_kernels.trace_update``) that RFLO and KeRNL use too.
 """
 
 import numpy as np
@@ -231,13 +234,14 @@ def _block_store(Jb, work, base, q, r, c0, rows, r0, cb, accb, accumulate):
 
 
 @njit
-def _snap_update_groups(b, g_lo, g_hi, row_ptr, rows, col_ptr, col_gate, col_src, inf_ptr, plan_ptr, plan_col,
-                        plan_entry, seed_ptr, seed_local, dyn, coef, z, c, J, work, acc, accumulate):
+def _snap_update_groups(b, g_lo, g_hi, plan, dyn, coef, z, c, J, work, acc, accumulate):
     """The update of groups ``g_lo:g_hi`` of stream ``b``, with ``work`` as scratch.
 
     A group reads and writes only its own block and its own columns of the
     accumulator, so disjoint ranges of groups can run on different cores.
     """
+    (row_ptr, rows, col_ptr, col_gate, col_src, inf_ptr, plan_ptr, plan_col, plan_entry, seed_ptr,
+     seed_local) = plan
     Jb = J[b]
     d = dyn[b]
     cb = c[b]
@@ -263,45 +267,40 @@ def _snap_update_groups(b, g_lo, g_hi, row_ptr, rows, col_ptr, col_gate, col_src
 
 
 @njit
-def snap_update(row_ptr, rows, col_ptr, col_gate, col_src, inf_ptr, plan_ptr, plan_col, plan_entry,
-                seed_ptr, seed_local, dyn, coef, z, c, J, scratch, acc, accumulate):
+def snap_update(plan, dyn, coef, z, c, J, scratch, acc, accumulate):
     """``J <- mask * (D J + I)`` for every stream; if ``accumulate``, ``acc += c J``.
 
     ``J`` (B, mask_size) holds each group's block row-major at ``inf_ptr[g]``.
     ``acc`` (B, P) is in group-column order. ``scratch`` (B, max block size).
     """
-    G = row_ptr.shape[0] - 1
+    G = plan.row_ptr.shape[0] - 1
     for b in range(J.shape[0]):
-        _snap_update_groups(b, 0, G, row_ptr, rows, col_ptr, col_gate, col_src, inf_ptr, plan_ptr, plan_col,
-                            plan_entry, seed_ptr, seed_local, dyn, coef, z, c, J, scratch[b], acc, accumulate)
+        _snap_update_groups(b, 0, G, plan, dyn, coef, z, c, J, scratch[b], acc, accumulate)
 
 
-@parallel_njit()
-def snap_update_par(row_ptr, rows, col_ptr, col_gate, col_src, inf_ptr, plan_ptr, plan_col, plan_entry,
-                    seed_ptr, seed_local, dyn, coef, z, c, J, scratch, acc, accumulate):
+@parallel_njit
+def snap_update_par(plan, dyn, coef, z, c, J, scratch, acc, accumulate):
     """``snap_update`` with the streams spread over the cores (same result)."""
-    G = row_ptr.shape[0] - 1
+    G = plan.row_ptr.shape[0] - 1
     for b in prange(J.shape[0]):
-        _snap_update_groups(b, 0, G, row_ptr, rows, col_ptr, col_gate, col_src, inf_ptr, plan_ptr, plan_col,
-                            plan_entry, seed_ptr, seed_local, dyn, coef, z, c, J, scratch[b], acc, accumulate)
+        _snap_update_groups(b, 0, G, plan, dyn, coef, z, c, J, scratch[b], acc, accumulate)
 
 
-@parallel_njit()
-def snap_update_split(chunk_ptr, row_ptr, rows, col_ptr, col_gate, col_src, inf_ptr, plan_ptr, plan_col,
-                      plan_entry, seed_ptr, seed_local, dyn, coef, z, c, J, scratch, acc, accumulate):
+@parallel_njit
+def snap_update_split(chunk_ptr, plan, dyn, coef, z, c, J, scratch, acc, accumulate):
     """``snap_update`` with each stream's groups spread over the cores, in the
     chunks ``chunk_ptr`` (same result). ``scratch`` is (chunks, max block size):
     one per chunk. For one large stream, where there are no streams to spread.
     """
     for b in range(J.shape[0]):
         for k in prange(chunk_ptr.shape[0] - 1):
-            _snap_update_groups(b, chunk_ptr[k], chunk_ptr[k + 1], row_ptr, rows, col_ptr, col_gate, col_src,
-                                inf_ptr, plan_ptr, plan_col, plan_entry, seed_ptr, seed_local, dyn, coef, z, c, J,
-                                scratch[k], acc, accumulate)
+            _snap_update_groups(b, chunk_ptr[k], chunk_ptr[k + 1], plan, dyn, coef, z, c, J, scratch[k], acc,
+                                accumulate)
 
 
 @njit
-def _snap_accumulate_stream(b, row_ptr, rows, col_ptr, inf_ptr, c, J, acc):
+def _snap_accumulate_stream(b, plan, c, J, acc):
+    row_ptr, rows, col_ptr, inf_ptr = plan.row_ptr, plan.rows, plan.col_ptr, plan.inf_ptr
     Jb = J[b]
     accb = acc[b]
     cb = c[b]
@@ -319,90 +318,17 @@ def _snap_accumulate_stream(b, row_ptr, rows, col_ptr, inf_ptr, c, J, acc):
 
 
 @njit
-def snap_accumulate(row_ptr, rows, col_ptr, inf_ptr, c, J, acc):
+def snap_accumulate(plan, c, J, acc):
     """``acc += c J`` without changing ``J`` (a second credit for the same step)."""
     for b in range(J.shape[0]):
-        _snap_accumulate_stream(b, row_ptr, rows, col_ptr, inf_ptr, c, J, acc)
+        _snap_accumulate_stream(b, plan, c, J, acc)
 
 
-@parallel_njit()
-def snap_accumulate_par(row_ptr, rows, col_ptr, inf_ptr, c, J, acc):
+@parallel_njit
+def snap_accumulate_par(plan, c, J, acc):
     """``snap_accumulate`` with the streams spread over the cores (same result)."""
     for b in prange(J.shape[0]):
-        _snap_accumulate_stream(b, row_ptr, rows, col_ptr, inf_ptr, c, J, acc)
-
-
-@njit(gather=True)
-def _snap_diag_update_segments(b, s_lo, s_hi, seg_ptr, seg_unit, seg_gate, src, diag_entry, dyn, coef, z, c, J, acc,
-                               accumulate):
-    Jb = J[b]
-    accb = acc[b]
-    zb = z[b]
-    d = dyn[b]
-    coefb = coef[b]
-    cb = c[b]
-    for s in range(s_lo, s_hi):
-        i = seg_unit[s]
-        a = d[diag_entry[i]]
-        bc = coefb[i, seg_gate[s]]
-        lo = uint64(seg_ptr[s])
-        hi = uint64(seg_ptr[s + 1])
-        if accumulate:
-            ci = cb[i]
-            for p in range(lo, hi):
-                v = a * Jb[p] + bc * zb[src[p]]
-                Jb[p] = v
-                accb[p] += ci * v
-        else:
-            for p in range(lo, hi):
-                Jb[p] = a * Jb[p] + bc * zb[src[p]]
-
-
-@njit(gather=True)
-def snap_diag_update(seg_ptr, seg_unit, seg_gate, src, diag_entry, dyn, coef, z, c, J, acc, accumulate):
-    """SnAp-1 when every parameter touches one state: ``J[p] <- D_ii J[p] + I[i, p]``.
-
-    Each parameter has a single influence entry, so ``J`` (B, P) is kept in
-    parameter order and updated segment by segment in one streaming pass
-    (Menick et al.: SnAp-1 costs what a BPTT step costs).
-    """
-    for b in range(J.shape[0]):
-        _snap_diag_update_segments(b, 0, seg_unit.shape[0], seg_ptr, seg_unit, seg_gate, src, diag_entry, dyn, coef,
-                                   z, c, J, acc, accumulate)
-
-
-@parallel_njit(gather=True)
-def snap_diag_update_par(seg_ptr, seg_unit, seg_gate, src, diag_entry, dyn, coef, z, c, J, acc, accumulate):
-    """``snap_diag_update`` with the streams spread over the cores (same result)."""
-    for b in prange(J.shape[0]):
-        _snap_diag_update_segments(b, 0, seg_unit.shape[0], seg_ptr, seg_unit, seg_gate, src, diag_entry, dyn, coef,
-                                   z, c, J, acc, accumulate)
-
-
-@njit
-def _snap_diag_accumulate_stream(b, seg_ptr, seg_unit, c, J, acc):
-    Jb = J[b]
-    accb = acc[b]
-    cb = c[b]
-    for s in range(seg_unit.shape[0]):
-        ci = cb[seg_unit[s]]
-        if ci != 0.0:
-            for p in range(uint64(seg_ptr[s]), uint64(seg_ptr[s + 1])):
-                accb[p] += ci * Jb[p]
-
-
-@njit
-def snap_diag_accumulate(seg_ptr, seg_unit, c, J, acc):
-    """``acc += c J`` for the diagonal (parameter-order) SnAp-1 layout."""
-    for b in range(J.shape[0]):
-        _snap_diag_accumulate_stream(b, seg_ptr, seg_unit, c, J, acc)
-
-
-@parallel_njit()
-def snap_diag_accumulate_par(seg_ptr, seg_unit, c, J, acc):
-    """``snap_diag_accumulate`` with the streams spread over the cores (same result)."""
-    for b in prange(J.shape[0]):
-        _snap_diag_accumulate_stream(b, seg_ptr, seg_unit, c, J, acc)
+        _snap_accumulate_stream(b, plan, c, J, acc)
 
 
 @njit

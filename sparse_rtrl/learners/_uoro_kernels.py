@@ -1,4 +1,4 @@
-"""Compiled kernels of UORO."""
+"""Compiled kernels of UORO, batched like ``_base_kernels`` (``seg``: the cell's ``Segments``)."""
 
 import numpy as np
 
@@ -8,16 +8,15 @@ from .._jit import njit, parallel_njit
 from ._base_kernels import dynamics_matvec, immediate_vjp
 
 
-@njit(gather=True)
-def _uoro_update_stream(b, theta_params, coef, dloc, z, seg_ptr, seg_unit, seg_gate, src, touch, n, n_rec_seg, uniform, u, theta, nu, nu_I, Du, work, eps):
+@njit(math="gather")
+def _uoro_update_stream(b, theta_params, coef, dloc, z, seg, uniform, u, theta, nu, nu_I, Du, work, eps):
     nub = nu[b]
     for k in range(nub.shape[0]):
         nub[k] = 1.0 if uniform[b, k] < 0.5 else -1.0
-    dynamics_matvec(theta_params, coef[b], dloc[b], seg_ptr, seg_unit, seg_gate, src, touch, n,
-                    n_rec_seg, u[b], work[b], Du[b])
+    dynamics_matvec(theta_params, coef[b], dloc[b], seg, u[b], work[b], Du[b])
     vi = nu_I[b]
     vi[:] = 0.0
-    immediate_vjp(nub, coef[b], z[b], seg_ptr, seg_unit, seg_gate, src, touch, n, work[b], vi)
+    immediate_vjp(nub, coef[b], z[b], seg, work[b], vi)
     n_theta = np.sqrt(np.sum(theta[b] * theta[b]))
     n_du = np.sqrt(np.sum(Du[b] * Du[b]))
     n_vi = np.sqrt(np.sum(vi * vi))
@@ -34,9 +33,8 @@ def _uoro_update_stream(b, theta_params, coef, dloc, z, seg_ptr, seg_unit, seg_g
         tb[p] = tb[p] * inv0 + vi[p] * inv1
 
 
-@njit(gather=True)
-def uoro_update(theta_params, coef, dloc, z, seg_ptr, seg_unit, seg_gate, src, touch, n, n_rec_seg,
-                uniform, u, theta, nu, nu_I, Du, work, eps):
+@njit(math="gather")
+def uoro_update(theta_params, coef, dloc, z, seg, uniform, u, theta, nu, nu_I, Du, work, eps):
     """One UORO step for every stream (Tallec & Ollivier 2017).
 
     ``uniform`` (B, S) holds fresh U(0, 1) draws, turned into random signs
@@ -48,15 +46,14 @@ def uoro_update(theta_params, coef, dloc, z, seg_ptr, seg_unit, seg_gate, src, t
     ``D u`` and ``nu^T I`` use the factored Jacobians; ``work`` is (B, n, G).
     """
     for b in range(u.shape[0]):
-        _uoro_update_stream(b, theta_params, coef, dloc, z, seg_ptr, seg_unit, seg_gate, src, touch, n, n_rec_seg, uniform, u, theta, nu, nu_I, Du, work, eps)
+        _uoro_update_stream(b, theta_params, coef, dloc, z, seg, uniform, u, theta, nu, nu_I, Du, work, eps)
 
 
-@parallel_njit(gather=True)
-def uoro_update_par(theta_params, coef, dloc, z, seg_ptr, seg_unit, seg_gate, src, touch, n, n_rec_seg,
-                uniform, u, theta, nu, nu_I, Du, work, eps):
+@parallel_njit(math="gather")
+def uoro_update_par(theta_params, coef, dloc, z, seg, uniform, u, theta, nu, nu_I, Du, work, eps):
     """``uoro_update`` with the streams spread over the cores (same result)."""
     for b in prange(u.shape[0]):
-        _uoro_update_stream(b, theta_params, coef, dloc, z, seg_ptr, seg_unit, seg_gate, src, touch, n, n_rec_seg, uniform, u, theta, nu, nu_I, Du, work, eps)
+        _uoro_update_stream(b, theta_params, coef, dloc, z, seg, uniform, u, theta, nu, nu_I, Du, work, eps)
 
 
 @njit
@@ -74,7 +71,7 @@ def uoro_accumulate(u, theta, c, acc):
         _uoro_accumulate_stream(b, u, theta, c, acc)
 
 
-@parallel_njit()
+@parallel_njit
 def uoro_accumulate_par(u, theta, c, acc):
     """``uoro_accumulate`` with the streams spread over the cores (same result)."""
     for b in prange(u.shape[0]):

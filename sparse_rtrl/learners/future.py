@@ -11,12 +11,26 @@ gradients come ``T`` steps late), DNI predicts them with a learned linear
 model (Jaderberg et al. 2017).
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
 from .._validate import check_float, check_int, check_real_array
-from .base import Learner, _load_kernel
+from .base import Learner
 
-class FutureBPTT(Learner):
+
+class FutureWindow(NamedTuple):
+    """F-BPTT's ring of stored steps, as its kernel reads it."""
+
+    coef: np.ndarray  # (T, B, S, G)
+    dloc: np.ndarray  # (T, B, n, m, m)
+    z: np.ndarray  # (T, B, n_presyn)
+    delta: np.ndarray  # (T, B, S): each stored step's credit so far
+    theta: np.ndarray  # (T, n_rec): a ring of recurrent-weight copies
+    theta_idx: np.ndarray  # (T,): the copy each stored step ran with
+
+
+class FutureBPTT(Learner, key="fbptt"):
     """Future-facing truncated BPTT, F-BPTT(T) (Marschall, Cho & Savin 2020).
 
     Parameters
@@ -67,10 +81,17 @@ class FutureBPTT(Learner):
     credit may still grow until the next ``forward()``.)
     """
 
-    exact = False
+    facing = "future"
+    structure = "full"
+    spec_number = "truncation"
+    spec_examples = (10,)
+    _state_fields = {"window_coef": "_coef_hist", "window_local_dynamics": "_dloc_hist",
+                     "window_presynaptic": "_z_hist", "window_credit": "_delta_hist", "window_weights": "_theta_hist",
+                     "window_weight_index": "_theta_idx", "newest": "_newest", "count": "_count",
+                     "credit_pending": "_credit", "weight_copy": "_copy", "flushed": "_flushed"}
     _memory_parts = {"history": ("_coef_hist", "_dloc_hist", "_z_hist", "_delta_hist", "_theta_hist", "_theta_idx")}
 
-    def __init__(self, cell, truncation, batch_size=None, parallel=None):
+    def __init__(self, cell, truncation: int, batch_size: int = None, parallel: bool = None):
         self.truncation = check_int(truncation, "truncation", minimum=1)
         super().__init__(cell, batch_size, parallel)
 
@@ -90,6 +111,15 @@ class FutureBPTT(Learner):
         self._v = np.zeros((B, st.n_state), dt)
         self._scratch = np.zeros((B, st.n_state), dt)
         self._gate_work = np.zeros((B, st.n_hidden, st.n_gates), dt)
+        self._window = FutureWindow(self._coef_hist, self._dloc_hist, self._z_hist, self._delta_hist,
+                                    self._theta_hist, self._theta_idx)
+
+    def _bind(self):
+        from . import _future_kernels as k
+
+        super()._bind()
+        self._step_kernel = self._pick(k.fbptt_step, k.fbptt_step_par)
+        self._keep_recurrent = k.keep_recurrent
 
     def _reset(self):
         self._delta_hist[:] = 0.0
@@ -100,11 +130,8 @@ class FutureBPTT(Learner):
         self._flushed = False
 
     def _run(self, propagate, n_emit):
-        self._kernel("future", "fbptt_step")(
-            *self._structure_args, self._coef_hist, self._dloc_hist, self._z_hist, self._delta_hist,
-            self._theta_hist, self._theta_idx,
-            np.int64(self._newest), np.int64(self._count), propagate, np.int64(n_emit),
-            self._v, self._scratch, self._gate_work, self._acc)
+        self._step_kernel(self.cell.structure.segments, self._window, np.int64(self._newest), np.int64(self._count),
+                          propagate, np.int64(n_emit), self._v, self._scratch, self._gate_work, self._acc)
         self._credit = False
 
     def _prepare_step(self):
@@ -121,8 +148,8 @@ class FutureBPTT(Learner):
         return self._coef_hist[w], self._dloc_hist[w], self._z_hist[w]
 
     def _after_step(self, coef, dloc, presyn):
-        self._copy = _load_kernel("future", "keep_recurrent")(
-            self.cell.params, self.cell.structure.n_rec_params, self._theta_hist, np.int64(self._copy))
+        self._copy = self._keep_recurrent(self.cell.params, self.cell.structure.n_rec_params, self._theta_hist,
+                                          np.int64(self._copy))
         self._theta_idx[self._newest] = self._copy
         self._count += 1
 
@@ -146,10 +173,29 @@ class FutureBPTT(Learner):
         self._credit = False
         self._flushed = True
 
+    def end_sequence(self):
+        """Flush: the stored steps' gradients enter the accumulator (see :meth:`flush`)."""
+        self.flush()
+        return True
+
     @property
     def pending_steps(self):
         """Steps stored whose gradient has not been emitted yet (at most ``T``)."""
         return self._count
+
+    def _state_problems(self, state):
+        T = self.truncation
+        out = super()._state_problems(state)
+        if not 0 <= state["newest"] < T:
+            out.append(f"newest = {state['newest']} outside [0, {T})")
+        if not 0 <= state["count"] <= T:
+            out.append(f"count = {state['count']} outside [0, {T}]")
+        if not -1 <= state["weight_copy"] < T:
+            out.append(f"weight_copy = {state['weight_copy']} outside [-1, {T})")
+        idx = state["window_weight_index"]
+        if idx.size and (idx.min() < 0 or idx.max() >= T):
+            out.append(f"window_weight_index outside [0, {T})")
+        return out
 
     def exact_for(self, n_steps):
         # grad() alone never holds the last T steps' gradients; flush() does.
@@ -167,7 +213,7 @@ class FutureBPTT(Learner):
 JACOBIANS = ("exact", "learned")
 
 
-class DNI(Learner):
+class DNI(Learner, key="dni"):
     """Synthetic gradients with a linear credit model (DNI; Marschall et al.'s online form).
 
     Parameters
@@ -261,14 +307,20 @@ class DNI(Learner):
     and ``S x S``.
     """
 
-    exact = False
+    facing = "future"
+    structure = "synthetic"
+    learned = True
+    _state_fields = {"model": "_A", "model_frozen": "_A_frozen", "jacobian_model": "_J_hat", "features": "_feat",
+                     "features_previous": "_feat_prev", "synthetic_credit": "_chat", "credit": "_credit",
+                     "model_error": "_err", "step_weights": "_theta_step", "model_updates": "_n_updates",
+                     "has_loss": "_has_loss", "chat_pending": "_pending_chat"}
     _memory_parts = {
         "traces": ("_A", "_A_frozen", "_J_hat", "_chat", "_credit"),
         "history": ("_feat", "_feat_prev", "_theta_step"),
     }
 
-    def __init__(self, cell, lr=1e-2, fix_interval=5, jacobian="exact", jacobian_lr=1e-2,
-                 batch_size=None, parallel=None):
+    def __init__(self, cell, lr: float = 1e-2, fix_interval: int = 5, jacobian: str = "exact",
+                 jacobian_lr: float = 1e-2, batch_size: int = None, parallel: bool = None):
         self.lr = check_float(lr, "lr", 0.0, None)
         self.fix_interval = check_int(fix_interval, "fix_interval", minimum=1)
         if not isinstance(jacobian, str) or jacobian not in JACOBIANS:
@@ -302,13 +354,22 @@ class DNI(Learner):
         self._n_updates = 0
         self._has_loss = False
 
+    def _bind(self):
+        from . import _future_kernels as k
+
+        super()._bind()
+        self._emit_kernel = self._pick(k.dni_emit, k.dni_emit_par)
+        self._train_kernel = self._pick(k.dni_train, k.dni_train_par)
+        self._features = self._pick(k.dni_features, k.dni_features_par)
+        self._train_jacobian = self._pick(k.jacobian_train, k.jacobian_train_par)
+
     def _reset(self):
         self._credit[:] = 0.0
         self._pending_chat = False  # chat_t^T I_t not yet emitted
 
     def _emit(self, c, with_chat):
-        self._kernel("future", "dni_emit")(c, self._chat, with_chat, self._coef, self._presyn,
-                                           *self._structure_args[:6], self._v, self._gate_work, self._acc)
+        self._emit_kernel(c, self._chat, with_chat, self._coef, self._presyn, self.cell.structure.segments, self._v,
+                          self._gate_work, self._acc)
         if with_chat:
             self._pending_chat = False
 
@@ -322,10 +383,9 @@ class DNI(Learner):
 
     def _train(self):
         """Update ``A`` on the target of step ``t - 1`` (step ``t`` is complete)."""
-        self._kernel("future", "dni_train")(
-            not self._learned, self._theta_step, self._coef, self._dloc, *self._structure_args,
-            self._J_hat, self._A, self._A_frozen, self._credit, self._feat, self._feat_prev, self._lr,
-            self._v, self._gate_work, self._err)
+        self._train_kernel(not self._learned, self._theta_step, self._coef, self._dloc, self.cell.structure.segments,
+                           self._J_hat, self._A, self._A_frozen, self._credit, self._feat, self._feat_prev, self._lr,
+                           self._v, self._gate_work, self._err)
         self._has_loss = True
         self._n_updates += 1
         if self._n_updates % self.fix_interval == 0:
@@ -333,12 +393,10 @@ class DNI(Learner):
 
     def _after_step(self, coef, dloc, presyn):
         st = self.cell.structure
-        self._kernel("future", "dni_features")(self._state, presyn, np.int64(st.n_hidden), self._A,
-                                               self._feat, self._chat)
+        self._features(self._state, presyn, np.int64(st.n_hidden), self._A, self._feat, self._chat)
         if self._learned:
             if self.n_steps >= 2:
-                self._kernel("future", "jacobian_train")(self._J_hat, self._feat_prev, self._state,
-                                                         self._jacobian_lr, self._jac_err)
+                self._train_jacobian(self._J_hat, self._feat_prev, self._state, self._jacobian_lr, self._jac_err)
         else:
             # D_t is formed at the next forward(), maybe after an optimiser
             # step: keep the recurrent weights this step ran with.
@@ -402,7 +460,7 @@ class DNI(Learner):
         ndarray, shape (S,) or (B, S), in the cell's dtype
         """
         st = self.cell.structure
-        s, x, batched = self.cell._check_state_input(s, x)
+        s, x, batched = self.cell.check_state_input(s, x)
         A = self._A
         out = s @ A[:, : st.n_state].T + x @ A[:, st.n_state: st.n_state + st.n_in].T + A[:, -1]
         return out if batched else out[0]
@@ -443,7 +501,7 @@ class DNI(Learner):
                 f"jacobian={self.jacobian!r}{batch})")
 
 
-class DNIb(DNI):
+class DNIb(DNI, key="dnib"):
     """DNIb: DNI whose bootstrapped targets use a learned linear Jacobian ``Jhat``.
 
     ``DNIb(cell, ...)`` is ``DNI(cell, ..., jacobian="learned")``: ``D_{t+1}``
@@ -462,7 +520,8 @@ class DNIb(DNI):
         As for :class:`DNI`.
     """
 
-    def __init__(self, cell, lr=1e-2, fix_interval=5, jacobian_lr=1e-2, batch_size=None, parallel=None):
+    def __init__(self, cell, lr: float = 1e-2, fix_interval: int = 5, jacobian_lr: float = 1e-2,
+                 batch_size: int = None, parallel: bool = None):
         super().__init__(cell, lr=lr, fix_interval=fix_interval, jacobian="learned", jacobian_lr=jacobian_lr,
                          batch_size=batch_size, parallel=parallel)
 

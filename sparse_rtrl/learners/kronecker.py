@@ -18,38 +18,44 @@ import numpy as np
 
 from .._validate import check_float, check_seed
 from ..cells import Cell
-from .base import Learner, _FormsDynamics
-
-def _check_cell(cell, learner):
-    """Refuse cells whose immediate Jacobian is not one Kronecker product."""
-    if not isinstance(cell, Cell):
-        raise TypeError(f"cell must be a sparse_rtrl Cell, got {type(cell).__name__}")
-    st = cell.structure
-    if st.n_gates != 1 or st.n_state != st.n_hidden:
-        raise TypeError(
-            f"{learner} needs a VanillaRNN (one gate and one state per unit), got a {type(cell).__name__} "
-            f"with {st.n_gates} gates and {st.n_state // st.n_hidden} state(s) per unit: its Kronecker "
-            f"factorisation assumes that parameter (i, j) reaches the state only through unit i's single "
-            f"pre-activation, so that the immediate Jacobian I[k, (i, j)] = delta_ki d_k z_j is one Kronecker "
-            f"product; with several gates per unit ({', '.join(cell.gate_names)}) it is a sum of them"
-        )
+from .base import DynamicsValues, Learner
 
 
-class _Kronecker(_FormsDynamics, Learner):
+class _Kronecker(Learner):
     """Shared life cycle of the two Kronecker-factored learners.
 
     Subclasses set the factor shapes (``_factor_shapes``), the number of
-    uniform draws per stream and step (``_n_draws``) and the kernel names.
+    uniform draws per stream and step (``_n_draws``) and their kernels
+    (``_kernels``).
     """
 
+    structure = "Kronecker"
     stochastic = True
+    unbiased = True
     # The factor B is stored as ``_Bf``: ``Learner`` uses ``_B`` for the batch size.
-    _memory_parts = {"influence": ("_A", "_Bf"), "plan": ("_dyn_plan",)}
-    _update_kernel = None
-    _accumulate_kernel = None
+    _state_fields = {"factor_a": "_A", "factor_b": "_Bf", "rng": "_rng"}
+    _memory_parts = {"influence": ("_A", "_Bf"), "plan": ("_dynamics.plan",)}
 
-    def __init__(self, cell, seed=0, batch_size=None, eps=1e-7, parallel=None):
-        _check_cell(cell, type(self).__name__)
+    @classmethod
+    def supports(cls, cell):
+        """Cells whose immediate Jacobian is one Kronecker product: one gate and one state per unit."""
+        if not isinstance(cell, Cell):
+            return f"cell must be a sparse_rtrl Cell, got {type(cell).__name__}"
+        st = cell.structure
+        if st.n_gates != 1 or st.n_state != st.n_hidden:
+            return (
+                f"{cls.__name__} needs a VanillaRNN (one gate and one state per unit), got a {type(cell).__name__} "
+                f"with {st.n_gates} gates and {st.n_state // st.n_hidden} state(s) per unit: its Kronecker "
+                f"factorisation assumes that parameter (i, j) reaches the state only through unit i's single "
+                f"pre-activation, so that the immediate Jacobian I[k, (i, j)] = delta_ki d_k z_j is one Kronecker "
+                f"product; with several gates per unit ({', '.join(cell.gate_names)}) it is a sum of them"
+            )
+        return None
+
+    def __init__(self, cell, seed=0, batch_size: int = None, eps: float = 1e-7, parallel: bool = None):
+        reason = self.supports(cell)
+        if reason is not None:
+            raise TypeError(reason)
         self.seed = check_seed(seed)
         eps = check_float(eps, "eps", 0.0, None, low_open=True)
         tiny = float(np.finfo(cell.dtype).tiny)
@@ -76,7 +82,15 @@ class _Kronecker(_FormsDynamics, Learner):
         self._credit = np.zeros((B, b_shape[1]), dt)
         self._uniform = np.zeros((B, self._n_draws()), np.float64)
         self._eps = dt.type(self.eps)
-        self._init_dynamics()
+        self._dynamics = DynamicsValues(self)
+
+    def _bind(self):
+        super()._bind()
+        self._update, self._accumulate = self._kernels()
+
+    def _kernels(self):
+        """The (update, accumulate) drivers of this learner."""
+        raise NotImplementedError
 
     def _reset(self):
         self._A[:] = 0.0
@@ -88,16 +102,13 @@ class _Kronecker(_FormsDynamics, Learner):
 
     def _after_step(self, coef, dloc, presyn):
         self._draw()
-        self._form_dynamics()
+        self._dynamics.form()
         st = self.cell.structure
-        self._kernel("kronecker", self._update_kernel)(
-            st.dynamics.indptr, st.dynamics.indices, self._dyn, coef, presyn, self._uniform,
-            self._A, self._Bf, self._DB, self._eps)
+        self._update(st.dynamics.indptr, st.dynamics.indices, self._dynamics.values, coef, presyn, self._uniform,
+                     self._A, self._Bf, self._DB, self._eps)
 
     def _backward(self, c):
-        seg_ptr, seg_unit, _, src = self._structure_args[:4]
-        self._kernel("kronecker", self._accumulate_kernel)(seg_ptr, seg_unit, src, self._A, self._Bf, c,
-                                                          self._credit, self._acc)
+        self._accumulate(self.cell.structure.segments, self._A, self._Bf, c, self._credit, self._acc)
 
     def factors(self):
         """The current factors ``(A, B)`` (copies): unbatched ``A`` is 1-D and ``B`` 2-D;
@@ -105,7 +116,7 @@ class _Kronecker(_FormsDynamics, Learner):
         return self._output(self._A), self._output(self._Bf)
 
 
-class KFRTRL(_Kronecker):
+class KFRTRL(_Kronecker, key="kfrtrl"):
     """Kronecker-Factored RTRL (Mujika, Meier & Steger, NeurIPS 2018).
 
     Parameters
@@ -167,8 +178,10 @@ class KFRTRL(_Kronecker):
     an ``n^2`` work array for ``D B`` and ``nnz(D)`` values of ``D``.
     """
 
-    _update_kernel = "kf_update"
-    _accumulate_kernel = "kf_accumulate"
+    def _kernels(self):
+        from . import _kronecker_kernels as k
+
+        return self._pick(k.kf_update, k.kf_update_par), self._pick(k.kf_accumulate, k.kf_accumulate_par)
 
     def _factor_shapes(self):
         st = self.cell.structure
@@ -186,7 +199,7 @@ class KFRTRL(_Kronecker):
         return "KF-RTRL"
 
 
-class RKFRTRL(_Kronecker):
+class RKFRTRL(_Kronecker, key="rkfrtrl"):
     """Reverse Kronecker-Factored RTRL (Marschall, Cho & Savin, JMLR 2020).
 
     Parameters
@@ -246,8 +259,10 @@ class RKFRTRL(_Kronecker):
     ``n x n_presyn`` work array for ``D B`` and ``nnz(D)`` values of ``D``.
     """
 
-    _update_kernel = "rkf_update"
-    _accumulate_kernel = "rkf_accumulate"
+    def _kernels(self):
+        from . import _kronecker_kernels as k
+
+        return self._pick(k.rkf_update, k.rkf_update_par), self._pick(k.rkf_accumulate, k.rkf_accumulate_par)
 
     def _factor_shapes(self):
         st = self.cell.structure

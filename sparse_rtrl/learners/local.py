@@ -23,19 +23,10 @@ whatever credit they are given.
 
 import numpy as np
 
-from .._validate import check_float, check_real_array, check_seed
+from .._validate import check_float, check_int, check_real_array, check_seed
 from ..cells import Cell, VanillaRNN
-from .base import Learner
-from .snap import SnAp
-
-def _require_vanilla(cell, learner):
-    if not isinstance(cell, Cell):
-        raise TypeError(f"cell must be a sparse_rtrl Cell, got {type(cell).__name__}")
-    if not isinstance(cell, VanillaRNN):
-        raise TypeError(
-            f"{learner} needs a VanillaRNN cell (one gate per unit and the leak (1 - alpha) as the local "
-            f"dynamics), got {type(cell).__name__}; EProp handles gated cells (GRU, LSTM)"
-        )
+from .base import DeferredUpdate, Learner
+from .snap import CORE_FIELDS, CORE_MEMORY, SnApCore, default_parallel, snap_layout
 
 
 class _UnitTrace(Learner):
@@ -49,47 +40,62 @@ class _UnitTrace(Learner):
     ``backward`` in between applies it first.
     """
 
+    structure = "diagonal"
+    cells = ("vanilla",)
+    _state_fields = {"trace": "_trace", "pending": "_deferred.pending"}
     _memory_parts = {"influence": ("_trace",)}
+
+    @classmethod
+    def supports(cls, cell):
+        if isinstance(cell, VanillaRNN):
+            return None
+        return (f"{cls.__name__} needs a VanillaRNN cell (one gate per unit and the leak (1 - alpha) as the local "
+                f"dynamics), got {type(cell).__name__}; EProp handles gated cells (GRU, LSTM)")
 
     def _allocate(self):
         st = self.cell.structure
         self._trace = np.zeros((self._B, st.n_params), self.cell.dtype)
+        self._units = np.arange(st.n_hidden, dtype=np.int32)
+        self._deferred = DeferredUpdate(self._apply, self._accumulate, self._no_credit)
+
+    def _bind(self):
+        from . import _base_kernels as k
+
+        super()._bind()
+        self._update = self._pick(k.trace_update, k.trace_update_par)
+        self._accumulate_traces = self._pick(k.trace_accumulate, k.trace_accumulate_par)
 
     def _reset(self):
         self._trace[:] = 0.0
-        self._pending = False
+        self._deferred.reset()
 
     def _decays(self):
+        """(B, n): each unit's trace decay this step."""
         raise NotImplementedError
 
     def _unit_credit(self, c):
+        """(B, n): each unit's credit for its parameters' traces."""
         raise NotImplementedError
 
     def _apply(self, u, accumulate):
-        seg_ptr, seg_unit, seg_gate, src = self._structure_args[:4]
-        self._kernel("local", "trace_update")(seg_ptr, seg_unit, seg_gate, src, self._decays(), self._coef,
-                                              self._presyn, u, self._trace, self._acc, accumulate)
-        self._pending = False
+        self._update(self.cell.structure.segments, self._decays(), self._units, self._coef, self._presyn, u,
+                     self._trace, self._acc, accumulate)
+
+    def _accumulate(self, u):
+        self._accumulate_traces(self.cell.structure.segments, u, self._trace, self._acc)
 
     def _prepare_step(self):
-        if self._pending:
-            self._apply(self._no_credit, False)
+        self._deferred.settle()
 
     def _after_step(self, coef, dloc, presyn):
-        self._pending = True
+        self._deferred.step_taken()
 
     def _backward(self, c):
-        u = self._unit_credit(c)
-        if self._pending:
-            self._apply(u, True)
-        else:
-            seg_ptr, seg_unit = self._structure_args[:2]
-            self._kernel("local", "trace_accumulate")(seg_ptr, seg_unit, u, self._trace, self._acc)
+        self._deferred.credit(self._unit_credit(c))
 
     def traces(self):
         """The eligibility trace ``B``, one number per parameter: (P,), or (B, P) when batched (a copy)."""
-        if self._pending:
-            self._apply(self._no_credit, False)
+        self._deferred.settle()
         return self._output(self._trace)
 
     def exact_for(self, n_steps):
@@ -97,7 +103,7 @@ class _UnitTrace(Learner):
         return n_steps <= 1
 
 
-class RFLO(_UnitTrace):
+class RFLO(_UnitTrace, key="rflo"):
     """Random-feedback local online learning (Murray, eLife 2019), for a VanillaRNN.
 
     Parameters
@@ -129,10 +135,6 @@ class RFLO(_UnitTrace):
     ``lr=0`` and ``decay=alpha``.
     """
 
-    def __init__(self, cell, batch_size=None, parallel=None):
-        _require_vanilla(cell, "RFLO")
-        super().__init__(cell, batch_size, parallel)
-
     def _allocate(self):
         super()._allocate()
         # D_local of a vanilla cell is its (n, 1, 1) leak block: a contiguous (B, n) view.
@@ -160,7 +162,7 @@ def _check_decay(decay, n, dtype):
     return arr
 
 
-class KeRNL(_UnitTrace):
+class KeRNL(_UnitTrace, key="kernl"):
     """Kernel RNN learning (Roth, Kanitscheider & Fiete, ICLR 2019), for a VanillaRNN.
 
     Parameters
@@ -256,10 +258,19 @@ class KeRNL(_UnitTrace):
     """
 
     stochastic = True
+    learned = True
+    _state_fields = {"sensitivity": "_A", "decay_rates": "_gamma", "copy_state": "_copy", "omega": "_omega",
+                     "omega_gamma_derivative": "_big_gamma", "trace_decay": "_decay", "error": "_err",
+                     "rng": "_rng"}
     _memory_parts = {"influence": ("_trace", "_A"), "traces": ("_gamma", "_copy", "_omega", "_big_gamma")}
 
-    def __init__(self, cell, lr=1e-3, sigma=1e-3, seed=0, decay=None, batch_size=None, parallel=None):
-        _require_vanilla(cell, "KeRNL")
+    def __init__(self, cell, lr: float = 1e-3, sigma: float = 1e-3, seed=0, decay=None, batch_size: int = None,
+                 parallel: bool = None):
+        if not isinstance(cell, Cell):
+            raise TypeError(f"cell must be a sparse_rtrl Cell, got {type(cell).__name__}")
+        reason = self.supports(cell)
+        if reason is not None:
+            raise TypeError(reason)
         self.lr = check_float(lr, "lr", 0.0, None)
         self.sigma = check_float(sigma, "sigma", 0.0, None, low_open=True)
         step = self.lr / self.sigma ** 2
@@ -269,6 +280,7 @@ class KeRNL(_UnitTrace):
         self.seed = check_seed(seed)
         self._rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         self._initial_decay = _check_decay(cell.alpha if decay is None else decay, cell.n_hidden, cell.dtype)
+        self.decay = decay
         super().__init__(cell, batch_size, parallel)
 
     def _allocate(self):
@@ -291,6 +303,14 @@ class KeRNL(_UnitTrace):
         self._row = np.zeros((B, n), dt)
         self._u = np.zeros((B, n), dt)
 
+    def _bind(self):
+        from . import _local_kernels as k
+
+        super()._bind()
+        self._perturb = self._pick(k.kernl_perturb, k.kernl_perturb_par)
+        self._learn = self._pick(k.kernl_learn, k.kernl_learn_par)
+        self._credit_through_sensitivity = self._pick(k.unit_credit, k.unit_credit_par)
+
     def _reset(self):
         super()._reset()
         self._copy[:] = self._state
@@ -305,19 +325,17 @@ class KeRNL(_UnitTrace):
         self.cell.advance(self._copy, self._x, self._copy_next, self._copy_coef, self._copy_dloc,
                           self._copy_presyn, self.parallel)
         self._rng.standard_normal(out=self._normal)
-        self._kernel("local", "kernl_perturb")(self._state, self._copy_next, self._normal, self.sigma, self._gamma,
-                                               self._A, self._copy, self._omega, self._big_gamma, self._decay,
-                                               self._err, self._row)
+        self._perturb(self._state, self._copy_next, self._normal, self.sigma, self._gamma, self._A, self._copy,
+                      self._omega, self._big_gamma, self._decay, self._err, self._row)
         if self.lr > 0.0:
-            self._kernel("local", "kernl_learn")(self._A, self._gamma, self._err, self._omega, self._big_gamma,
-                                                 self._row, self._step)
-        self._pending = True
+            self._learn(self._A, self._gamma, self._err, self._omega, self._big_gamma, self._row, self._step)
+        self._deferred.step_taken()
 
     def _decays(self):
         return self._decay
 
     def _unit_credit(self, c):
-        self._kernel("local", "unit_credit")(c, self._A, self._u)
+        self._credit_through_sensitivity(c, self._A, self._u)
         return self._u
 
     @property
@@ -341,7 +359,7 @@ class KeRNL(_UnitTrace):
         return "KeRNL"
 
 
-class EProp(SnAp):
+class EProp(Learner, key="eprop"):
     """e-prop (Bellec et al., Nature Communications 2020), for any cell.
 
     Parameters
@@ -367,9 +385,10 @@ class EProp(SnAp):
     Bellec et al.'s eligibility vector; output-gate parameters keep one.
 
     This is SnAp-1 with the weights' contributions left out of ``D``: the
-    class is SnAp with ``n = 1`` whose formed ``D`` holds ``D_local`` only (a
-    dynamics plan with no weight runs), and it shares SnAp's kernels, layout,
-    ``mask()`` and ``influence()`` (which returns the eligibility traces).
+    learner runs on SnAp's influence core (``snap.SnApCore``) with a formed
+    ``D`` that holds ``D_local`` only (a dynamics plan with no weight runs),
+    and so shares SnAp's kernels, layout, ``mask()`` and ``influence()``
+    (which returns the eligibility traces).
     When no unit feeds itself through a stored weight (no ``W_ii``), SnAp-1
     reads only local entries of ``D`` and the two are the same learner; on a
     VanillaRNN, e-prop is :class:`RFLO`. ``O(P)`` per stream and step.
@@ -380,19 +399,53 @@ class EProp(SnAp):
     ``F^T dL/dy`` for a fixed random ``F``. Bellec et al.'s learning signal is
     exactly this per-step credit: the loss's partial derivative with respect
     to the state, without the future's contribution through the network.
-    ``train_online`` runs e-prop step by step (its fused loop is SnAp's).
+    ``train_online`` runs it in SnAp's fused loop, with the same numbers as
+    step by step.
     """
 
-    def __init__(self, cell, batch_size=None, parallel=None):
-        super().__init__(cell, 1, batch_size, parallel)
+    structure = "diagonal"
+    _state_fields = CORE_FIELDS
+    _memory_parts = CORE_MEMORY
 
-    def _init_dynamics(self, entries=None):
-        # Form D_local only: a plan that lists none of the weights' contributions.
-        super()._init_dynamics(entries=np.zeros(0, dtype=np.int64))
+    def __init__(self, cell, batch_size: int = None, parallel: bool = None):
+        if not isinstance(cell, Cell):
+            raise TypeError(f"cell must be a sparse_rtrl Cell, got {type(cell).__name__}")
+        self._layout = snap_layout(cell.structure, 1)
+        super().__init__(cell, batch_size, parallel)
+
+    def _default_parallel(self, B):
+        split = default_parallel(self._layout, B)
+        return super()._default_parallel(B) if split is None else split
+
+    def _allocate(self):
+        self._core = SnApCore(self, self._layout, local_only=True)
+
+    def _reset(self):
+        self._core.reset()
+
+    def _prepare_step(self):
+        self._core.deferred.settle()
+
+    def _after_step(self, coef, dloc, presyn):
+        self._core.step_taken()
+
+    def _backward(self, c):
+        self._core.deferred.credit(c)
+
+    def _grad(self):
+        return self._core.grad()
+
+    def fused_parts(self):
+        return self._core
 
     @property
-    def exact(self):
-        return False
+    def mask_size(self):
+        return self._layout.mask_size
+
+    @property
+    def diagonal(self):
+        """True when each parameter keeps one trace (see :attr:`SnAp.diagonal`)."""
+        return self._layout.diagonal
 
     def exact_for(self, n_steps):
         # After one step the traces are the immediate Jacobian itself.
@@ -401,3 +454,12 @@ class EProp(SnAp):
     @property
     def name(self):
         return "e-prop"
+
+    def mask(self):
+        """SnAp-1's mask: each parameter's own unit (:class:`~sparse_rtrl.Pattern`, S x P)."""
+        return self._core.mask()
+
+    def influence(self, stream=0):
+        """The eligibility traces of one stream, as a ``scipy.sparse.csr_matrix`` (S x P)."""
+        stream = check_int(stream, "stream", minimum=0, maximum=self._B - 1)
+        return self._core.influence(stream)

@@ -1,252 +1,69 @@
-"""SnAp-n: the Sparse n-step Approximation of RTRL (Menick et al. 2020)."""
+"""SnAp-n: the Sparse n-step Approximation of RTRL (Menick et al. 2020), and the influence core it shares with e-prop."""
+
+from typing import NamedTuple
 
 import numpy as np
 
-from .._validate import check_float, check_int, check_real_array, check_seed
-from ..cells import Cell
-from .base import Learner, _FormsDynamics, _load_kernel, PARALLEL_MIN_WORK, SPLIT_MIN_WORK
+from .._validate import check_int
+from ..cells import Cell, DynamicsPlan, Segments
+from .base import SPLIT_MIN_WORK, DeferredUpdate, DynamicsValues, Learner, Part
 
 
-class SnAp(_FormsDynamics, Learner):
-    """Sparse n-step Approximation of RTRL (Menick et al. 2020).
+class SnApPlan(NamedTuple):
+    """SnAp's index plan as the kernels read it (``_snap_kernels``), built once.
 
-    Parameters
-    ----------
-    cell : Cell
-    n : int >= 1
-        Keep the influence of each parameter on the states its unit reaches
-        within ``n`` steps of the recurrent graph.
-    batch_size : int, optional
-    parallel : bool, optional
-        Use all cores: the streams of a batch are spread over them and, for
-        one stream, the groups of the influence update are (SnAp-1 of a
-        vanilla RNN or GRU, bound by memory traffic, stays on one core).
-        Default: when there is enough work to gain from it. Results are
-        identical either way.
-
-    Attributes
-    ----------
-    mask_size : int
-        Stored influence entries per stream (``nnz`` of the mask).
-    saturated : bool
-        The mask stops growing at ``n``: SnAp-n then equals RTRL.
-
-    Notes
-    -----
-    ``R_1(p)`` = the states parameter ``p`` touches immediately;
-    ``R_{k+1}(p) = R_k(p) U {i : D_ij structurally nonzero, j in R_k(p)}``;
-    ``J_t = mask_n * (D_t J_{t-1} + I_t)``, ``grad += c_t J_t``. The mask is
-    computed once, from the weight patterns only. Parameters with the same
-    immediate states share their reach, so the influence is stored as one
-    dense block per group (``|R_n| x q``) and updated with contiguous loops;
-    work and memory scale with the mask, never with ``S x P``. SnAp-n equals
-    RTRL once ``n`` exceeds the longest shortest path of the recurrent graph
-    (``n >= diameter + 1``, because ``R_1`` is zero hops away).
+    Group ``g`` (the parameters ``block_params[col_ptr[g]:col_ptr[g+1]]``,
+    which share their immediate states) keeps a dense block of influence,
+    its reach ``rows[row_ptr[g]:row_ptr[g+1]]`` by its ``q`` parameters,
+    row-major at ``inf_ptr[g]``. ``plan_ptr``/``plan_col``/``plan_entry``
+    list, for each reach row, the entries of ``D`` that stay inside the
+    group (local column, index into D's values); ``seed_ptr``/``seed_local``
+    the rows the group's parameters touch immediately.
     """
 
-    def __init__(self, cell, n=1, batch_size=None, parallel=None):
-        if not isinstance(cell, Cell):
-            raise TypeError(f"cell must be a sparse_rtrl Cell, got {type(cell).__name__}")
-        self.n = check_int(n, "n", minimum=1)
-        self._plan = _snap_plan(cell.structure, self.n)
-        super().__init__(cell, batch_size, parallel)
+    row_ptr: np.ndarray
+    rows: np.ndarray
+    col_ptr: np.ndarray
+    col_gate: np.ndarray
+    col_src: np.ndarray
+    inf_ptr: np.ndarray
+    plan_ptr: np.ndarray
+    plan_col: np.ndarray
+    plan_entry: np.ndarray
+    seed_ptr: np.ndarray
+    seed_local: np.ndarray
+
+
+class SnApLayout(NamedTuple):
+    """A mask and how its influence is laid out: the kernels' plan and what Python needs besides."""
+
+    plan: SnApPlan
+    block_params: np.ndarray  # int64 (P,): the parameter of each group column
+    max_block: int  # the largest block (scratch size)
+    saturated: bool  # the mask stops growing at this n: SnAp-n equals RTRL
+    diagonal: bool  # one entry per parameter (SnAp-1 of a cell whose gates each touch one state)
 
     @property
     def mask_size(self):
-        return int(self._plan["inf_ptr"][-1])
-
-    @property
-    def saturated(self):
-        return self._plan["saturated"]
-
-    @property
-    def exact(self):
-        return self.saturated
-
-    def exact_for(self, n_steps):
-        # Within n steps the true influence cannot leave the n-step reach.
-        return self.saturated or n_steps <= self.n
-
-    @property
-    def name(self):
-        return f"SnAp-{self.n}"
-
-    _memory_parts = {"influence": ("_J",), "plan": ("_plan", "_dyn_plan", "_chunk_ptr")}
-
-    def _default_parallel(self, B):
-        # One large stream is split over the cores by groups (see ``_split``).
-        if B == 1:
-            return not self.diagonal and self.mask_size >= SPLIT_MIN_WORK
-        return super()._default_parallel(B)
-
-    @property
-    def _split(self):
-        """One stream on all cores: its groups are cut into chunks of equal
-        work, updated in parallel (1.7-1.85x on two cores for SnAp-2). Not for
-        the diagonal layout, whose step is bound by memory traffic: split, it
-        measured 20% slower (cache lines shared between the cores)."""
-        return self.parallel and self._B == 1 and not self.diagonal
-
-    @property
-    def diagonal(self):
-        """True when each parameter keeps a single influence entry (SnAp-1 of a
-        cell whose gates each touch one state): ``J`` is then kept in parameter
-        order and updated in one streaming pass."""
-        return self.n == 1 and bool(np.all(self.cell.structure.gate_touch.sum(axis=1) == 1))
-
-    def _allocate(self):
-        p = self._plan
-        dt = self.cell.dtype
-        self._J = np.zeros((self._B, self.mask_size), dt)
-        st = self.cell.structure
-        if self.diagonal:
-            self._scratch = np.zeros((self._B, 0), dt)
-            # The diagonal entry of row k: D's columns are sorted within a row.
-            rows = st.dynamics.rows()
-            diag = np.flatnonzero(rows == st.dynamics.indices)
-            self._diag_entry = diag[: st.n_hidden].astype(np.int32)
-            self._init_dynamics(entries=self._diag_entry)
-            self._chunk_ptr = np.zeros(1, np.int64)
-        else:
-            # Form only the entries of D that the mask's blocks read.
-            self._init_dynamics(entries=np.unique(p["plan_entry"]))
-            if self._split:
-                q = np.diff(p["col_ptr"])
-                r = np.diff(p["row_ptr"])
-                work = (p["plan_ptr"][p["row_ptr"][1:]] - p["plan_ptr"][p["row_ptr"][:-1]] + 2 * r + 1) * q
-                self._chunk_ptr = _equal_chunks(work, _split_chunks())
-            else:
-                self._chunk_ptr = np.zeros(1, np.int64)
-            rows_of_scratch = self._chunk_ptr.shape[0] - 1 if self._split else self._B
-            self._scratch = np.zeros((rows_of_scratch, max(1, p["max_block"])), dt)
-        self._kernel_plan = tuple(
-            p[k] for k in ("row_ptr", "rows", "col_ptr", "col_gate", "col_src", "inf_ptr",
-                           "plan_ptr", "plan_col", "plan_entry", "seed_ptr", "seed_local")
-        )
-
-    def _reset(self):
-        self._J[:] = 0.0
-        self._pending = False
-
-    def _apply(self, c, accumulate):
-        if self.diagonal:
-            seg_ptr, seg_unit, seg_gate, src = self._structure_args[:4]
-            args = (seg_ptr, seg_unit, seg_gate, src, self._diag_entry, self._dyn, self._coef, self._presyn, c,
-                    self._J, self._acc, accumulate)
-            name = "snap_diag_update"
-        else:
-            args = (*self._kernel_plan, self._dyn, self._coef, self._presyn, c, self._J, self._scratch, self._acc,
-                    accumulate)
-            name = "snap_update"
-        if self._split:
-            _load_kernel("snap", name + "_split")(self._chunk_ptr, *args)
-        else:
-            self._kernel("snap", name)(*args)
-        self._pending = False
-
-    def _prepare_step(self):
-        if self._pending:
-            self._apply(self._no_credit, False)
-
-    def _after_step(self, coef, dloc, presyn):
-        self._form_dynamics()
-        self._pending = True
-
-    def _backward(self, c):
-        if self._pending:
-            self._apply(c, True)
-        elif self.diagonal:
-            self._kernel("snap", "snap_diag_accumulate")(self._structure_args[0], self._structure_args[1], c, self._J, self._acc)
-        else:
-            p = self._plan
-            self._kernel("snap", "snap_accumulate")(p["row_ptr"], p["rows"], p["col_ptr"], p["inf_ptr"], c, self._J, self._acc)
-
-    def _grad(self):
-        if self.diagonal:
-            return super()._grad()
-        # The accumulator is kept in group-column order; scatter it back to parameters.
-        out = np.empty(self.cell.n_params, dtype=self.cell.dtype)
-        self._kernel("snap", "take_block_grad")(self._acc, self._plan["block_params"], out)
-        return out
-
-    def _fused_state(self):
-        """Everything the fused online loop reads and writes, as one tuple (no copies)."""
-        if self._pending:
-            self._apply(self._no_credit, False)
-        p = self._plan
-        seg_ptr, seg_unit, seg_gate, src = self._structure_args[:4]
-        diag_entry = self._diag_entry if self.diagonal else np.zeros(0, np.int32)
-        return (self._state, self._next, self._coef, self._dloc, self._presyn, self._dyn,
-                *self._dyn_plan,
-                # True or None: a type, not a value (see _train_kernels.snap_step)
-                True if self.diagonal else None, seg_ptr, seg_unit, seg_gate, src, diag_entry,
-                p["row_ptr"], p["rows"], p["col_ptr"], p["col_gate"], p["col_src"], p["inf_ptr"],
-                p["plan_ptr"], p["plan_col"], p["plan_entry"], p["seed_ptr"], p["seed_local"],
-                p["block_params"],
-                self._J, self._scratch, self._acc, np.empty(self.cell.n_params, self.cell.dtype))
-
-    def _after_fused(self, steps, pending):
-        self.n_steps += steps
-        self._pending = pending
-
-    def mask(self):
-        """The structural mask as a :class:`~sparse_rtrl.Pattern` (S x P)."""
-        rows, cols = self._mask_coo()
-        return _pattern_from_coo(rows, cols, (self.cell.n_state, self.cell.n_params))
-
-    def _mask_coo(self):
-        p = self._plan
-        q = np.diff(p["col_ptr"])
-        r = np.diff(p["row_ptr"])
-        group_of_row = np.repeat(np.arange(r.shape[0]), r)
-        rows = np.repeat(p["rows"], q[group_of_row])
-        # Columns: each reach row of group g repeats that group's parameters.
-        cols = np.concatenate(
-            [np.tile(p["block_params"][p["col_ptr"][g]:p["col_ptr"][g + 1]], r[g]) for g in range(r.shape[0])]
-        ) if r.shape[0] else np.zeros(0, dtype=np.int64)
-        return rows, cols
-
-    def influence(self, stream=0):
-        """The influence ``J_t`` of one stream as a ``scipy.sparse.csr_matrix`` (S x P)."""
-        import scipy.sparse as sp
-
-        stream = check_int(stream, "stream", minimum=0, maximum=self._B - 1)
-        if self._pending:
-            self._apply(self._no_credit, False)
-        rows, cols = self._mask_coo()
-        values = self._J[stream][self._plan["block_params"]] if self.diagonal else self._J[stream].copy()
-        m = sp.csr_matrix((values, (rows, cols)),
-                          shape=(self.cell.n_state, self.cell.n_params))
-        m.sort_indices()
-        return m
+        return int(self.plan.inf_ptr[-1])
 
 
-def _split_chunks():
-    """Chunks of one stream's update for the parallel split: two per thread."""
-    import numba
+class SnApKernelState(NamedTuple):
+    """What the fused online loop reads and writes of a SnAp core (see ``training.fused``)."""
 
-    return 2 * numba.config.NUMBA_NUM_THREADS
-
-
-def _equal_chunks(work, k):
-    """Boundaries cutting items with costs ``work`` into at most ``k`` runs of
-    about equal total cost (fewer when there are fewer items)."""
-    total = np.concatenate([[0], np.cumsum(work, dtype=np.float64)])
-    cuts = np.searchsorted(total, np.linspace(0.0, total[-1], k + 1)[1:-1])
-    return np.unique(np.concatenate([[0], cuts, [work.shape[0]]])).astype(np.int64)
-
-
-def _pattern_from_coo(rows, cols, shape):
-    from ..patterns import Pattern
-
-    order = np.lexsort((cols, rows))
-    indptr = np.zeros(shape[0] + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=shape[0]), out=indptr[1:])
-    return Pattern(indptr, cols[order], shape)
+    diagonal: object  # True (the diagonal layout) or None (blocks): a type, chosen at compile time
+    seg: Segments
+    diag_entry: np.ndarray
+    plan: SnApPlan
+    block_params: np.ndarray
+    dyn_plan: DynamicsPlan
+    dyn: np.ndarray
+    J: np.ndarray
+    scratch: np.ndarray
 
 
-def _snap_plan(structure, n_steps):
-    """Build SnAp-n's groups, reach sets and per-group D plans (once)."""
+def snap_layout(structure, n_steps):
+    """SnAp-n's groups, reach sets and per-group D plans, computed once from the patterns."""
     from ._snap_kernels import plan_fill, plan_sizes, reach_fill, reach_sizes
 
     st = structure
@@ -297,19 +114,303 @@ def _snap_plan(structure, n_steps):
     seed_local = (np.searchsorted(global_keys, group_of_seed * S + seed_rows) - row_ptr[group_of_seed]).astype(np.int32)
 
     inf_ptr = np.concatenate([[0], np.cumsum(sizes * q)]).astype(np.int64)
-    return {
-        "block_params": block_params.astype(np.int64),
-        "col_ptr": col_ptr,
-        "col_gate": st.param_gate[block_params].astype(np.uint32),
-        "col_src": st.param_src[block_params].astype(np.uint32),
-        "seed_ptr": seed_ptr,
-        "seed_local": seed_local,
-        "row_ptr": row_ptr,
-        "rows": rows,
-        "plan_ptr": plan_ptr,
-        "plan_col": plan_col,
-        "plan_entry": plan_entry,
-        "inf_ptr": inf_ptr,
-        "max_block": int((sizes * q).max()) if n_groups else 0,
-        "saturated": saturated,
-    }
+    plan = SnApPlan(
+        row_ptr=row_ptr, rows=rows, col_ptr=col_ptr,
+        col_gate=st.param_gate[block_params].astype(np.uint32), col_src=st.param_src[block_params].astype(np.uint32),
+        inf_ptr=inf_ptr, plan_ptr=plan_ptr, plan_col=plan_col, plan_entry=plan_entry,
+        seed_ptr=seed_ptr, seed_local=seed_local,
+    )
+    diagonal = n_steps == 1 and bool(np.all(st.gate_touch.sum(axis=1) == 1))
+    return SnApLayout(plan, block_params.astype(np.int64), int((sizes * q).max()) if n_groups else 0, saturated,
+                      diagonal)
+
+
+def _split_chunks():
+    """Chunks of one stream's update for the parallel split: two per thread."""
+    import numba
+
+    return 2 * numba.config.NUMBA_NUM_THREADS
+
+
+def _equal_chunks(work, k):
+    """Boundaries cutting items with costs ``work`` into at most ``k`` runs of
+    about equal total cost (fewer when there are fewer items)."""
+    total = np.concatenate([[0], np.cumsum(work, dtype=np.float64)])
+    cuts = np.searchsorted(total, np.linspace(0.0, total[-1], k + 1)[1:-1])
+    return np.unique(np.concatenate([[0], cuts, [work.shape[0]]])).astype(np.int64)
+
+
+def _pattern_from_coo(rows, cols, shape):
+    from ..patterns import Pattern
+
+    order = np.lexsort((cols, rows))
+    indptr = np.zeros(shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=shape[0]), out=indptr[1:])
+    return Pattern(indptr, cols[order], shape)
+
+
+def default_parallel(layout, B):
+    """``parallel=None`` for a SnAp core: one large stream is split over the cores by groups (not the
+    diagonal layout); a batch as any learner's."""
+    return None if B != 1 else (not layout.diagonal and layout.mask_size >= SPLIT_MIN_WORK)
+
+
+class SnApCore(Part):
+    """An influence kept on a structural mask, in SnAp's layout, with its update and accumulation.
+
+    Used by :class:`SnAp` and by :class:`~sparse_rtrl.EProp`, which differ only
+    in which entries of ``D`` propagate the influence: SnAp forms every entry
+    its mask's blocks read, e-prop only the unit-local ones (``local_only``).
+
+    The diagonal layout (``layout.diagonal``: one entry per parameter) keeps
+    ``J`` in parameter order and updates it with the per-parameter trace
+    kernel, the decay of unit ``i`` being ``D_ii``; the block layout keeps one
+    dense block per group. With ``parallel`` and one stream, the groups are
+    cut into chunks of equal work updated on all cores (``split``): 1.7-1.85x
+    on two cores for SnAp-2. Not for the diagonal layout, whose step is bound
+    by memory traffic: split, it measured 20% slower (cache lines shared
+    between the cores).
+    """
+
+    def __init__(self, learner, layout, local_only):
+        from . import _base_kernels as bk
+        from . import _snap_kernels as k
+
+        self.layout = layout
+        plan = layout.plan
+        cell = learner.cell
+        st = cell.structure
+        B, dt = learner._B, cell.dtype
+        self._learner = learner
+        self.J = np.zeros((B, layout.mask_size), dt)
+        self.split = learner.parallel and B == 1 and not layout.diagonal
+        if layout.diagonal:
+            # The diagonal entry of row k: D's columns are sorted within a row.
+            rows = st.dynamics.rows()
+            self.diag_entry = np.flatnonzero(rows == st.dynamics.indices)[: st.n_hidden].astype(np.int32)
+            entries = self.diag_entry
+            self.chunk_ptr = np.zeros(1, np.int64)
+            self.scratch = np.zeros((B, 0), dt)
+        else:
+            self.diag_entry = np.zeros(0, np.int32)
+            # Form only the entries of D that the mask's blocks read.
+            entries = np.unique(plan.plan_entry)
+            if self.split:
+                q = np.diff(plan.col_ptr)
+                r = np.diff(plan.row_ptr)
+                work = (plan.plan_ptr[plan.row_ptr[1:]] - plan.plan_ptr[plan.row_ptr[:-1]] + 2 * r + 1) * q
+                self.chunk_ptr = _equal_chunks(work, _split_chunks())
+            else:
+                self.chunk_ptr = np.zeros(1, np.int64)
+            self.scratch = np.zeros((self.chunk_ptr.shape[0] - 1 if self.split else B, max(1, layout.max_block)), dt)
+        # e-prop forms D_local only: a plan that lists none of the weights' contributions.
+        self.dynamics = DynamicsValues(learner, entries=np.zeros(0, np.int64) if local_only else entries)
+        self.deferred = DeferredUpdate(self._apply, self._accumulate, learner._no_credit)
+        pick = learner._pick
+        if layout.diagonal:
+            self._update = pick(bk.trace_update, bk.trace_update_par)
+            self._accumulate_kernel = pick(bk.trace_accumulate, bk.trace_accumulate_par)
+            self._take = pick(bk.take_grad, bk.take_grad_par)
+        else:
+            self._update = pick(k.snap_update, k.snap_update_par)
+            self._update_split = k.snap_update_split
+            self._accumulate_kernel = pick(k.snap_accumulate, k.snap_accumulate_par)
+            self._take = pick(k.take_block_grad, k.take_block_grad_par)
+
+    def reset(self):
+        self.J[:] = 0.0
+        self.deferred.reset()
+
+    def _apply(self, c, accumulate):
+        lrn = self._learner
+        if self.layout.diagonal:
+            self._update(lrn.cell.structure.segments, self.dynamics.values, self.diag_entry, lrn._coef, lrn._presyn, c,
+                         self.J, lrn._acc, accumulate)
+        elif self.split:
+            self._update_split(self.chunk_ptr, self.layout.plan, self.dynamics.values, lrn._coef, lrn._presyn, c,
+                               self.J, self.scratch, lrn._acc, accumulate)
+        else:
+            self._update(self.layout.plan, self.dynamics.values, lrn._coef, lrn._presyn, c, self.J, self.scratch,
+                         lrn._acc, accumulate)
+
+    def _accumulate(self, c):
+        lrn = self._learner
+        if self.layout.diagonal:
+            self._accumulate_kernel(lrn.cell.structure.segments, c, self.J, lrn._acc)
+        else:
+            self._accumulate_kernel(self.layout.plan, c, self.J, lrn._acc)
+
+    def step_taken(self):
+        self.dynamics.form()
+        self.deferred.step_taken()
+
+    def grad(self):
+        """The accumulator in parameter order (the block layout keeps it in group-column order)."""
+        lrn = self._learner
+        out = np.empty(lrn.cell.n_params, dtype=lrn.cell.dtype)
+        if self.layout.diagonal:
+            self._take(lrn._acc, out)
+        else:
+            self._take(lrn._acc, self.layout.block_params, out)
+        return out
+
+    def kernel_state(self):
+        """The arrays the fused loop runs on (``SnApKernelState``); a pending update is applied first."""
+        self.deferred.settle()
+        lrn = self._learner
+        return SnApKernelState(True if self.layout.diagonal else None, lrn.cell.structure.segments, self.diag_entry,
+                               self.layout.plan, self.layout.block_params, self.dynamics.plan, self.dynamics.values,
+                               self.J, self.scratch)
+
+    def fused_done(self, steps, pending):
+        """After the fused loop ran ``steps`` steps: the learner's step count, and whether the last
+        step's update still waits for its credit (the loop stopped on a non-finite loss)."""
+        self._learner.n_steps += steps
+        self.deferred.pending = pending
+
+    def mask_coo(self):
+        p = self.layout.plan
+        q = np.diff(p.col_ptr)
+        r = np.diff(p.row_ptr)
+        group_of_row = np.repeat(np.arange(r.shape[0]), r)
+        rows = np.repeat(p.rows, q[group_of_row])
+        block_params = self.layout.block_params
+        # Columns: each reach row of group g repeats that group's parameters.
+        cols = np.concatenate(
+            [np.tile(block_params[p.col_ptr[g]:p.col_ptr[g + 1]], r[g]) for g in range(r.shape[0])]
+        ) if r.shape[0] else np.zeros(0, dtype=np.int64)
+        return rows, cols
+
+    def mask(self):
+        cell = self._learner.cell
+        rows, cols = self.mask_coo()
+        return _pattern_from_coo(rows, cols, (cell.n_state, cell.n_params))
+
+    def influence(self, stream):
+        import scipy.sparse as sp
+
+        cell = self._learner.cell
+        self.deferred.settle()
+        rows, cols = self.mask_coo()
+        values = self.J[stream][self.layout.block_params] if self.layout.diagonal else self.J[stream].copy()
+        m = sp.csr_matrix((values, (rows, cols)), shape=(cell.n_state, cell.n_params))
+        m.sort_indices()
+        return m
+
+
+#: The state of a learner built on a SnAp core, by public name.
+CORE_FIELDS = {"influence": "_core.J", "dynamics": "_core.dynamics.values", "pending": "_core.deferred.pending"}
+CORE_MEMORY = {"influence": ("_core.J",),
+               "plan": ("_layout", "_core.dynamics.plan", "_core.chunk_ptr", "_core.diag_entry")}
+
+
+class SnAp(Learner, key="snap"):
+    """Sparse n-step Approximation of RTRL (Menick et al. 2020).
+
+    Parameters
+    ----------
+    cell : Cell
+    n : int >= 1
+        Keep the influence of each parameter on the states its unit reaches
+        within ``n`` steps of the recurrent graph.
+    batch_size : int, optional
+    parallel : bool, optional
+        Use all cores: the streams of a batch are spread over them and, for
+        one stream, the groups of the influence update are (SnAp-1 of a
+        vanilla RNN or GRU, bound by memory traffic, stays on one core).
+        Default: when there is enough work to gain from it. Results are
+        identical either way.
+
+    Attributes
+    ----------
+    mask_size : int
+        Stored influence entries per stream (``nnz`` of the mask).
+    saturated : bool
+        The mask stops growing at ``n``: SnAp-n then equals RTRL.
+
+    Notes
+    -----
+    ``R_1(p)`` = the states parameter ``p`` touches immediately;
+    ``R_{k+1}(p) = R_k(p) U {i : D_ij structurally nonzero, j in R_k(p)}``;
+    ``J_t = mask_n * (D_t J_{t-1} + I_t)``, ``grad += c_t J_t``. The mask is
+    computed once, from the weight patterns only. Parameters with the same
+    immediate states share their reach, so the influence is stored as one
+    dense block per group (``|R_n| x q``) and updated with contiguous loops;
+    work and memory scale with the mask, never with ``S x P``. SnAp-n equals
+    RTRL once ``n`` exceeds the longest shortest path of the recurrent graph
+    (``n >= diameter + 1``, because ``R_1`` is zero hops away).
+    """
+
+    structure = "sparse"
+    spec_number = "n"
+    spec_examples = (1, 2)
+    _state_fields = CORE_FIELDS
+    _memory_parts = CORE_MEMORY
+
+    def __init__(self, cell, n: int = 1, batch_size: int = None, parallel: bool = None):
+        if not isinstance(cell, Cell):
+            raise TypeError(f"cell must be a sparse_rtrl Cell, got {type(cell).__name__}")
+        self.n = check_int(n, "n", minimum=1)
+        self._layout = snap_layout(cell.structure, self.n)
+        super().__init__(cell, batch_size, parallel)
+
+    def _default_parallel(self, B):
+        split = default_parallel(self._layout, B)
+        return super()._default_parallel(B) if split is None else split
+
+    def _allocate(self):
+        self._core = SnApCore(self, self._layout, local_only=False)
+
+    def _reset(self):
+        self._core.reset()
+
+    def _prepare_step(self):
+        self._core.deferred.settle()
+
+    def _after_step(self, coef, dloc, presyn):
+        self._core.step_taken()
+
+    def _backward(self, c):
+        self._core.deferred.credit(c)
+
+    def _grad(self):
+        return self._core.grad()
+
+    def fused_parts(self):
+        return self._core
+
+    @property
+    def mask_size(self):
+        return self._layout.mask_size
+
+    @property
+    def saturated(self):
+        return self._layout.saturated
+
+    @property
+    def diagonal(self):
+        """True when each parameter keeps a single influence entry (SnAp-1 of a
+        cell whose gates each touch one state): ``J`` is then kept in parameter
+        order and updated in one streaming pass."""
+        return self._layout.diagonal
+
+    @property
+    def exact(self):
+        return self.saturated
+
+    def exact_for(self, n_steps):
+        # Within n steps the true influence cannot leave the n-step reach.
+        return self.saturated or n_steps <= self.n
+
+    @property
+    def name(self):
+        return f"SnAp-{self.n}"
+
+    def mask(self):
+        """The structural mask as a :class:`~sparse_rtrl.Pattern` (S x P)."""
+        return self._core.mask()
+
+    def influence(self, stream=0):
+        """The influence ``J_t`` of one stream as a ``scipy.sparse.csr_matrix`` (S x P)."""
+        stream = check_int(stream, "stream", minimum=0, maximum=self._B - 1)
+        return self._core.influence(stream)

@@ -2,12 +2,11 @@
 
 import numpy as np
 
-from .._validate import check_float, check_int, check_real_array, check_seed
-from ..cells import Cell
-from .base import Learner, _FormsDynamics, _load_kernel, PARALLEL_MIN_WORK, SPLIT_MIN_WORK
+from .._validate import check_float, check_seed
+from .base import Learner
 
 
-class UORO(Learner):
+class UORO(Learner, key="uoro"):
     """Unbiased Online Recurrent Optimization (Tallec & Ollivier 2017).
 
     Parameters
@@ -30,10 +29,13 @@ class UORO(Learner):
     mean and the normalisers are even in ``nu``. ``O(nnz(D) + P)`` per step.
     """
 
+    structure = "rank one"
     stochastic = True
+    unbiased = True
+    _state_fields = {"state_factor": "_u", "param_factor": "_theta", "rng": "_rng"}
     _memory_parts = {"influence": ("_u", "_theta")}
 
-    def __init__(self, cell, seed=0, batch_size=None, eps=1e-7, parallel=None):
+    def __init__(self, cell, seed=0, batch_size: int = None, eps: float = 1e-7, parallel: bool = None):
         self.seed = check_seed(seed)
         self.eps = check_float(eps, "eps", 0.0, None, low_open=True)
         self._rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
@@ -50,15 +52,21 @@ class UORO(Learner):
         self._uniform = np.zeros((B, st.n_state), np.float64)
         self._gate_work = np.zeros((B, st.n_hidden, st.n_gates), dt)
 
+    def _bind(self):
+        from . import _uoro_kernels as k
+
+        super()._bind()
+        self._update = self._pick(k.uoro_update, k.uoro_update_par)
+        self._accumulate = self._pick(k.uoro_accumulate, k.uoro_accumulate_par)
+
     def _reset(self):
         self._u[:] = 0.0
         self._theta[:] = 0.0
 
     def _after_step(self, coef, dloc, presyn):
         self._rng.random(out=self._uniform)
-        self._kernel("learner", "uoro_update")(self.cell.params, coef, dloc, presyn, *self._structure_args, self._uniform,
-                    self._u, self._theta, self._nu, self._nu_I, self._Du, self._gate_work,
-                    self.cell.dtype.type(self.eps))
+        self._update(self.cell.params, coef, dloc, presyn, self.cell.structure.segments, self._uniform, self._u,
+                     self._theta, self._nu, self._nu_I, self._Du, self._gate_work, self.cell.dtype.type(self.eps))
 
     def _backward(self, c):
-        self._kernel("learner", "uoro_accumulate")(self._u, self._theta, c, self._acc)
+        self._accumulate(self._u, self._theta, c, self._acc)

@@ -1,17 +1,19 @@
 """Online training loops: a weight update every ``k`` steps, no stored history.
 
 :func:`train_online` drives a learner, a readout and an optimiser over a
-stream of inputs and targets. For SnAp learners it can run the whole loop in
-compiled code (``fused=True``), which removes the Python call overhead that
-dominates small networks; the fused loop calls the same kernels in the same
-order as the step-by-step path and gives identical numbers.
+stream of inputs and targets. For learners with a SnAp core (SnAp, e-prop) it
+can run the whole loop in compiled code (``fused=True``, see ``fused.py``),
+which removes the Python call overhead that dominates small networks; the
+fused loop calls the same kernels in the same order as the step-by-step path
+and gives identical numbers.
 """
 
 import numpy as np
 
 from .._validate import check_int, check_real_array
 from ..learners.base import Learner
-from ..learners.snap import SnAp
+from ..registry import LOSSES
+from .fused import fused_obstacle, train_fused
 from .optim import Optimizer
 from .readouts import LinearReadout
 
@@ -43,14 +45,14 @@ def _check_stream(learner, readout, inputs, targets):
     shape = lead + ((B,) if B is not None else ()) + (cell.n_in,)
     xs = check_real_array(inputs, "inputs", shape, cell.dtype)
     T = xs.shape[0]
-    if readout.kind == 0:
+    if LOSSES[readout.loss].targets == "real":
         ys_f = check_real_array(targets, "targets", (T,) + ((B,) if B else ()) + (readout.n_out,), cell.dtype)
         ys_f = ys_f.reshape(T, B or 1, readout.n_out)
         ys_i = np.zeros((T, B or 1), dtype=np.int64)
     else:
         tg = np.asarray(targets)
         if tg.dtype.kind not in "iu":
-            raise TypeError(f"targets must hold integer classes for cross_entropy, got dtype {tg.dtype}")
+            raise TypeError(f"targets must hold integer classes for {readout.loss}, got dtype {tg.dtype}")
         want = (T,) + ((B,) if B else ())
         if tg.shape != want:
             raise ValueError(f"targets must have shape {want}, got {tg.shape}")
@@ -80,8 +82,8 @@ def train_online(learner, readout, optimizer, inputs, targets, update_every=1, f
         Steps per update (1 is fully online). Gradient accumulated by a final
         partial block stays in the learner and readout for the next call.
     fused : bool or None
-        Run in compiled code. Default: whenever possible (a SnAp learner on a
-        built-in cell). ``True`` raises if it is not possible.
+        Run in compiled code. Default: whenever possible (a SnAp or e-prop
+        learner on a built-in cell). ``True`` raises if it is not possible.
 
     Returns
     -------
@@ -107,33 +109,24 @@ def train_online(learner, readout, optimizer, inputs, targets, update_every=1, f
         raise ValueError("optimizer must be built over [learner.cell.params, readout.params], in that order")
     update_every = check_int(update_every, "update_every", minimum=1)
     xs, ys_f, ys_i = _check_stream(learner, readout, inputs, targets)
-    reason = _fused_obstacle(learner)
+    reason = fused_obstacle(learner, readout, optimizer)
     if fused is None:
         fused = reason is None
     elif fused and reason is not None:
         raise ValueError(f"fused=True is not possible here: {reason}")
     if fused:
-        return _train_fused(learner, readout, optimizer, xs, ys_f, ys_i, update_every)
+        return train_fused(learner, readout, optimizer, xs, ys_f, ys_i, update_every)
     return _train_steps(learner, readout, optimizer, xs, ys_f, ys_i, update_every)
-
-
-def _fused_obstacle(learner):
-    from .. import _cell_kernels as ck
-
-    if type(learner) is not SnAp:
-        return f"the fused loop runs SnAp learners; {learner.name} runs step by step"
-    if learner.cell.kernel not in (ck.vanilla_kernel, ck.gru_kernel, ck.lstm_kernel):
-        return f"the fused loop knows the built-in cell kernels, not that of {type(learner.cell).__name__}"
-    return None
 
 
 def _train_steps(learner, readout, optimizer, xs, ys_f, ys_i, update_every):
     batched = learner.batch_size is not None
+    real = LOSSES[readout.loss].targets == "real"
     T = xs.shape[0]
     losses = np.empty(T)
     for t in range(T):
         x = xs[t] if batched else xs[t, 0]
-        target = (ys_f[t] if batched else ys_f[t, 0]) if readout.kind == 0 else (ys_i[t] if batched else ys_i[t, 0])
+        target = (ys_f[t] if batched else ys_f[t, 0]) if real else (ys_i[t] if batched else ys_i[t, 0])
         s = learner.forward(x)
         losses[t], c = readout.step(s, target)
         if not np.isfinite(losses[t]):
@@ -145,33 +138,4 @@ def _train_steps(learner, readout, optimizer, xs, ys_f, ys_i, update_every):
                 optimizer.step(grads)
             except FloatingPointError:
                 raise DivergenceError(t, losses[: t + 1].copy(), what="gradient") from None
-    return losses
-
-
-def _train_fused(learner, readout, optimizer, xs, ys_f, ys_i, update_every):
-    from ._train_kernels import fused_snap
-
-    cell = learner.cell
-    lrn = learner._fused_state()
-    ro = (readout.params, readout._feedback, np.int64(readout.n_out), np.int64(readout.kind),
-          np.empty((xs.shape[1], readout.n_out), cell.dtype), readout._dy,
-          np.empty((xs.shape[1], cell.n_state), cell.dtype), readout._acc,
-          np.empty(readout.n_params, cell.dtype))
-    (s0a, *rest0), (s1a, *rest1) = optimizer._state
-    s0b = rest0[0] if rest0 else np.zeros(0, cell.dtype)
-    s1b = rest1[0] if rest1 else np.zeros(0, cell.dtype)
-    lr, momentum, nesterov, beta1, beta2, eps = optimizer._hyper()
-    clip = 0.0 if optimizer.clip_norm is None else optimizer.clip_norm
-    o_t = np.array([optimizer.n_updates], dtype=np.int64)
-    opt = (np.int64(optimizer.kind), float(lr), float(momentum), bool(nesterov), float(beta1), float(beta2),
-           float(eps), float(clip), o_t, s0a, s0b, s1a, s1b)
-    losses = np.empty(xs.shape[0])
-    updates, bad = fused_snap(cell.kernel_args, cell.params, lrn, ro, opt, xs, ys_f, ys_i,
-                              np.int64(update_every), losses)
-    optimizer.n_updates = int(o_t[0])
-    steps = xs.shape[0] if bad < 0 else bad + 1
-    what = None if bad < 0 else ("loss" if not np.isfinite(losses[bad]) else "gradient")
-    learner._after_fused(steps, pending=what == "loss")
-    if bad >= 0:
-        raise DivergenceError(int(bad), losses[: bad if what == "loss" else bad + 1].copy(), what=what)
     return losses

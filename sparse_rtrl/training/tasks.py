@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._validate import check_dtype, check_float, check_int
+from ..registry import TASKS, Registered
 
 __all__ = ["Add", "CharLM", "Copy", "Mimic", "MissingCorpusError", "Segment", "TASKS", "Task", "make_task"]
 
@@ -102,13 +103,14 @@ def _float_state_array(state, key, shape):
     return np.array(arr, dtype=np.float64, copy=True)
 
 
-class Task(abc.ABC):
+class Task(Registered, abc.ABC):
     """Common interface of the task streams (see the module docstring).
 
     Attributes
     ----------
     name : str
-        The key of the task in :data:`TASKS`.
+        The task's key in the task table (``sparse_rtrl.registry.TASKS``),
+        and the ``"name"`` of its ``config()``.
     n_in, n_out : int
         Input channels, and outputs (classes for cross-entropy).
     loss : {"mse", "cross_entropy"}
@@ -125,7 +127,13 @@ class Task(abc.ABC):
         The seed of the stream (drawn from OS entropy when None was given).
     """
 
+    _family = "task"
     name = None
+
+    def __init_subclass__(cls, key=None, **kwargs):
+        super().__init_subclass__(key=key, **kwargs)
+        if key is not None:
+            cls.name = key
     loss = None
     metric = None
     episodic = False
@@ -133,6 +141,10 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def segment(self):
         """Return the next :class:`Segment` of the stream and advance."""
+
+    def log_fields(self):
+        """Extra fields logged with every record of a run (the copy curriculum's length); none by default."""
+        return {}
 
     def record(self, seg, losses):
         """Bookkeeping after training on ``seg``; a no-op except for :class:`Copy`'s curriculum."""
@@ -234,7 +246,7 @@ class Task(abc.ABC):
         return f"{type(self).__name__}({args})"
 
 
-class Copy(Task):
+class Copy(Task, key="copy"):
     """Graves' copy task with SnAp's length curriculum.
 
     One episode (one segment) is ``L`` random symbols, one-hot over
@@ -285,7 +297,6 @@ class Copy(Task):
     and the window is emptied.
     """
 
-    name = "copy"
     loss = "cross_entropy"
     metric = "bits_per_symbol"
     episodic = True
@@ -322,6 +333,10 @@ class Copy(Task):
         if self.batch_size is None:
             inputs, targets = inputs[:, 0], targets[:, 0]
         return Segment(inputs, targets, scored, True)
+
+    def log_fields(self):
+        """The curriculum's length, logged with every record of a run."""
+        return {"length": int(self.length)}
 
     def record(self, seg, losses):
         """Store the episode's recall loss (bits per symbol) and grow ``L`` when the window average passes.
@@ -392,7 +407,7 @@ class _Continuing(Task):
         return make_task(cfg)
 
 
-class Add(_Continuing):
+class Add(_Continuing, key="add"):
     """The "add" task in Marschall et al.'s form (after Pitis 2016).
 
     ``x_t ~ Bernoulli(0.5)`` independently in each stream, fed as the two
@@ -421,7 +436,6 @@ class Add(_Continuing):
     scored.
     """
 
-    name = "add"
     loss = "mse"
     metric = "mse"
 
@@ -463,7 +477,7 @@ class Add(_Continuing):
         self._started = bool(state["started"])
 
 
-class Mimic(_Continuing):
+class Mimic(_Continuing, key="mimic"):
     """Reproduce the outputs of a fixed random teacher RNN driven by Bernoulli inputs.
 
     The teacher is a dense vanilla tanh RNN,
@@ -503,7 +517,6 @@ class Mimic(_Continuing):
     steps are scored.
     """
 
-    name = "mimic"
     loss = "mse"
     metric = "mse"
 
@@ -592,7 +605,7 @@ def ptb_chars(split):
     return "".join("_".join(words) + "\n" for words in lines if words)
 
 
-class CharLM(Task):
+class CharLM(Task, key="charlm"):
     """Character-level language modelling: predict the next character.
 
     The input at each step is the one-hot code of the current character; the
@@ -639,7 +652,6 @@ class CharLM(Task):
     part, or construction fails.
     """
 
-    name = "charlm"
     loss = "cross_entropy"
     metric = "bits_per_char"
 
@@ -745,7 +757,6 @@ class CharLM(Task):
         self._started = bool(state["started"])
 
 
-TASKS = {cls.name: cls for cls in (Copy, Add, Mimic, CharLM)}
 
 
 def make_task(config):
@@ -753,7 +764,7 @@ def make_task(config):
     if not isinstance(config, dict):
         raise TypeError(f"config must be a dict, got {type(config).__name__}")
     if config.get("name") not in TASKS:
-        raise ValueError(f"config['name'] must be one of {sorted(TASKS)}, got {config.get('name')!r}")
+        raise ValueError(f"config['name'] must be one of {sorted(TASKS.keys())}, got {config.get('name')!r}")
     kwargs = {k: v for k, v in config.items() if k != "name"}
     try:
         return TASKS[config["name"]](**kwargs)

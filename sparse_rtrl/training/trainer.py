@@ -17,7 +17,6 @@ the parameters an uninterrupted run would have.
 
 import dataclasses
 import json
-import math
 import os
 import sys
 import time
@@ -25,11 +24,15 @@ import time
 import numpy as np
 
 from .. import registry
-from . import checkpoint
+from .._io import write_text
 from .._validate import check_float, check_int
+from . import checkpoint, runlog
 from .online import DivergenceError, train_online
+from .runlog import plot_run, read_log  # noqa: F401  (part of the trainer's API)
 
-FORMAT = 1
+#: The layout of a run's checkpoint; 1 is the same layout with format-1 object records.
+FORMAT = 2
+READABLE_FORMATS = (1, 2)
 
 
 class TrainingDiverged(RuntimeError):
@@ -50,7 +53,8 @@ class RunConfig:
         The task's ``config()`` (see :mod:`sparse_rtrl.tasks`), e.g.
         ``{"name": "copy", "n_symbols": 2}``. Its ``batch_size``, ``seed`` and
         ``dtype`` are set from this configuration.
-    cell : {"vanilla", "gru", "lstm"}
+    cell : str
+        A key of the cell table (``"vanilla"``, ``"gru"``, ``"lstm"``, ...).
     n_hidden : int
     density : float in (0, 1]
     alpha : float, optional
@@ -59,7 +63,8 @@ class RunConfig:
         A learner spec (:mod:`sparse_rtrl.registry`), e.g. ``"snap2"``.
     learner_options : dict
         Extra constructor arguments (e.g. ``{"lr": 0.01}`` for DNI).
-    optimizer : {"sgd", "adam"}
+    optimizer : str
+        A key of the optimiser table (``"sgd"``, ``"adam"``).
     lr, momentum, clip_norm : float
     update_every : int
         Steps per parameter update (1: fully online).
@@ -106,7 +111,7 @@ class RunConfig:
         if not isinstance(self.task, dict) or "name" not in self.task:
             raise ValueError("task must be a dict with a 'name' (e.g. {'name': 'copy'})")
         if self.cell not in registry.CELLS:
-            raise ValueError(f"cell must be one of {registry.CELLS}, got {self.cell!r}")
+            raise ValueError(f"cell must be one of {registry.CELLS.keys()}, got {self.cell!r}")
         check_int(self.n_hidden, "n_hidden", minimum=1)
         check_float(self.density, "density", 0.0, 1.0, low_open=True)
         if self.alpha is not None:
@@ -117,7 +122,7 @@ class RunConfig:
         if not isinstance(self.learner_options, dict):
             raise TypeError("learner_options must be a dict")
         if self.optimizer not in registry.OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {registry.OPTIMIZERS}, got {self.optimizer!r}")
+            raise ValueError(f"optimizer must be one of {registry.OPTIMIZERS.keys()}, got {self.optimizer!r}")
         check_float(self.lr, "lr", 0.0, None, low_open=True)
         check_float(self.momentum, "momentum", 0.0, 1.0, high_open=True)
         if self.clip_norm is not None:
@@ -147,20 +152,6 @@ class RunConfig:
         if unknown:
             raise ValueError(f"unknown configuration keys: {', '.join(unknown)}")
         return cls(**d).validate()
-
-
-def _write_atomic(path, text):
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 class _Progress:
@@ -233,8 +224,8 @@ class Trainer:
         self._build()
         if not _resuming:
             os.makedirs(self.folder, exist_ok=True)
-            _write_atomic(self._path("config.json"), json.dumps(self.config.to_dict(), indent=2) + "\n")
-            open(self._path("metrics.jsonl"), "w").close()
+            write_text(self._path("config.json"), json.dumps(self.config.to_dict(), indent=2) + "\n")
+            open(self._path(runlog.LOG), "w").close()
 
     # -- construction ---------------------------------------------------------------
     def _build(self):
@@ -252,7 +243,7 @@ class Trainer:
         self.readout = LinearReadout(self.cell, self.task.n_out, loss=self.task.loss, seed=int(seeds[3]),
                                      feedback=c.feedback)
         self.optimizer = registry.make_optimizer(c.optimizer, [self.cell.params, self.readout.params], c.lr,
-                                                 c.momentum, c.clip_norm)
+                                                 momentum=c.momentum, clip_norm=c.clip_norm)
         self._eval_seed = int(seeds[4])
         self.step = 0
         self._window = {"loss": 0.0, "score": 0.0, "steps": 0, "n": 0}
@@ -279,8 +270,9 @@ class Trainer:
         }
 
     def load_state(self, state):
-        if state.get("format") != FORMAT:
-            raise ValueError(f"checkpoint format {state.get('format')!r} is not {FORMAT}")
+        if state.get("format") not in READABLE_FORMATS:
+            raise ValueError(f"checkpoint format {state.get('format')!r}: this library reads run checkpoints of "
+                             f"formats {', '.join(map(str, READABLE_FORMATS))}")
         checkpoint.set_state(self.cell, state["cell"])
         checkpoint.set_state(self.readout, state["readout"])
         checkpoint.set_state(self.optimizer, state["optimizer"])
@@ -314,36 +306,18 @@ class Trainer:
         ck = trainer._path("checkpoint.npz")
         if os.path.exists(ck):
             trainer.load_state(checkpoint.load(ck))
-        trainer._truncate_log()
+        runlog.truncate(trainer._path(runlog.LOG), trainer.step)
         if steps is not None:
-            _write_atomic(path, json.dumps(trainer.config.to_dict(), indent=2) + "\n")
+            write_text(path, json.dumps(trainer.config.to_dict(), indent=2) + "\n")
         return trainer
-
-    def _truncate_log(self):
-        path = self._path("metrics.jsonl")
-        kept = []
-        if os.path.exists(path):
-            with open(path) as f:
-                for line in f:
-                    try:
-                        rec = json.loads(line)
-                    except json.JSONDecodeError:
-                        break  # a line cut by the interruption: it and what follows are dropped
-                    if rec.get("step", 0) > self.step or rec.get("event") in ("end", "diverged"):
-                        break
-                    kept.append(line if line.endswith("\n") else line + "\n")
-        _write_atomic(path, "".join(kept))
 
     # -- logging ------------------------------------------------------------------------
     def _log(self, record):
-        with open(self._path("metrics.jsonl"), "a") as f:
-            f.write(json.dumps(record) + "\n")
+        runlog.append(self._path(runlog.LOG), record)
 
     def _extra(self):
-        """The copy curriculum's length, logged with every record (other tasks' ``length`` is a segment size)."""
-        from .tasks import Copy
-
-        return {"length": int(self.task.length)} if isinstance(self.task, Copy) else {}
+        """What the task logs with every record (the copy curriculum's length)."""
+        return self.task.log_fields()
 
     # -- evaluation ---------------------------------------------------------------------
     def evaluate(self, n_steps=None):
@@ -368,7 +342,7 @@ class Trainer:
             losses = np.zeros(T)
             for t in range(T):
                 s = self.cell.step(s, xs[t])
-                losses[t] = _loss(self.readout.predict(s), ys[t], self.readout.loss)
+                losses[t] = self.readout.loss_of(s, ys[t])
             n_scored = int(np.sum(seg.scored))
             if n_scored:
                 weighted += task.score(seg, losses) * n_scored
@@ -417,13 +391,12 @@ class Trainer:
         return self._finish()
 
     def _end_episode(self):
-        """Apply the gradient left in a partial block at an episode's end."""
-        from ..learners.future import FutureBPTT
-
-        if self.step == 0 or (self.config.update_every == 1 and not isinstance(self.learner, FutureBPTT)):
+        """End the learner's sequence and apply the gradient left in a partial block at an episode's end."""
+        if self.step == 0:
             return
-        if isinstance(self.learner, FutureBPTT):
-            self.learner.flush()
+        emitted = self.learner.end_sequence()
+        if self.config.update_every == 1 and not emitted:
+            return
         g, r = self.learner.grad(), self.readout.grad()
         if np.any(g) or np.any(r):
             try:
@@ -457,7 +430,7 @@ class Trainer:
             self._next[event] += every
 
     def _finish(self):
-        records = read_log(self._path("metrics.jsonl"))
+        records = read_log(self._path(runlog.LOG))
         train = [r for r in records if r.get("split") == "train" and r.get("value") is not None]
         evals = [r for r in records if r.get("split") == "eval"]
         summary = {
@@ -470,74 +443,9 @@ class Trainer:
             **self._extra(),
         }
         self._log({"event": "end", "step": self.step, **summary})
-        _write_atomic(self._path("summary.json"), json.dumps(summary, indent=2) + "\n")
+        write_text(self._path("summary.json"), json.dumps(summary, indent=2) + "\n")
         try:
             plot_run(self.folder)
         except ImportError:
             self.stream.write('no loss.png: matplotlib is missing (pip install "sparse_rtrl[plot]")\n')
         return summary
-
-
-def _loss(y, target, kind):
-    """Loss of outputs ``y`` (B, n_out) against ``target``, summed over the streams (float64)."""
-    y = y.astype(np.float64)
-    if kind == "mse":
-        return 0.5 * float(np.sum((y - target) ** 2))
-    target = np.asarray(target).reshape(-1)
-    m = y.max(axis=1, keepdims=True)
-    lse = np.log(np.exp(y - m).sum(axis=1)) + m[:, 0]
-    on = target >= 0
-    return float(np.sum(lse[on] - y[on, target[on]]))
-
-
-def read_log(path):
-    """The records of a ``metrics.jsonl``, skipping a last line cut short."""
-    out = []
-    with open(path) as f:
-        for line in f:
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                break
-    return out
-
-
-def plot_run(folder, path=None):
-    """Plot a run's learning curve (train and eval metric; copy length) to ``loss.png``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    folder = os.fspath(folder)
-    records = read_log(os.path.join(folder, "metrics.jsonl"))
-    train = [r for r in records if r.get("split") == "train" and r.get("value") is not None]
-    evals = [r for r in records if r.get("split") == "eval" and r.get("value") is not None]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    metric = train[0]["metric"] if train else (evals[0]["metric"] if evals else "loss")
-    if train:
-        ax.plot([r["step"] for r in train], [r["value"] for r in train], label="train")
-    if evals:
-        ax.plot([r["step"] for r in evals], [r["value"] for r in evals], "o-", label="held out")
-    ax.set_xlabel("step")
-    ax.set_ylabel(metric.replace("_", " "))
-    if any("length" in r for r in train):
-        ax2 = ax.twinx()
-        ax2.plot([r["step"] for r in train], [r.get("length", math.nan) for r in train], color="gray", lw=1,
-                 label="copy length")
-        ax2.set_ylabel("sequence length reached", color="gray")
-    ax.legend(loc="upper left", fontsize=8)
-    try:
-        with open(os.path.join(folder, "config.json")) as f:
-            cfg = json.load(f)
-        ax.set_title(f"{cfg['task']['name']}: {cfg['cell']} n={cfg['n_hidden']} density={cfg['density']}, "
-                     f"{cfg['learner']}", fontsize=9)
-    except (OSError, KeyError, json.JSONDecodeError):
-        pass
-    fig.tight_layout()
-    out = os.path.join(folder, "loss.png") if path is None else os.fspath(path)
-    tmp = out + ".tmp.png"
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, out)
-    return out

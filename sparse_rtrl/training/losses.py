@@ -1,0 +1,43 @@
+"""The readout's losses: one table, and one implementation (compiled, in ``_readout_kernels``).
+
+Each loss is a class in the loss table (``sparse_rtrl.registry.LOSSES``),
+naming how its targets look, the metric a task reports for it, and the code by
+which the compiled readout knows it. Training (``LinearReadout.step``), the
+fused loop and evaluation (``LinearReadout.loss``) all compute it with the
+same compiled function, ``_readout_kernels.loss_and_error``.
+"""
+
+from typing import ClassVar
+
+from ..registry import Registered
+
+__all__ = ["CROSS_ENTROPY", "CrossEntropy", "Loss", "MSE", "MeanSquaredError"]
+
+
+class Loss(Registered):
+    """A loss of the readout's outputs ``y`` (the table's entries are classes; they hold no state)."""
+
+    _family = "loss"
+    #: How the compiled readout knows this loss.
+    code: ClassVar[int] = None
+    #: ``"real"``: ``n_out`` reals per stream; ``"class"``: one int per stream, ``-1`` for no target.
+    targets: ClassVar[str] = None
+
+
+class MeanSquaredError(Loss, key="mse"):
+    """``L = 0.5 |y - target|^2``, summed over the outputs."""
+
+    code = 0
+    targets = "real"
+
+
+class CrossEntropy(Loss, key="cross_entropy"):
+    """Softmax cross-entropy (nats) of the logits ``y`` against a class; a class of -1 is no target."""
+
+    code = 1
+    targets = "class"
+
+
+#: The codes, as compiled code reads them (module constants are frozen when a kernel compiles).
+MSE = MeanSquaredError.code
+CROSS_ENTROPY = CrossEntropy.code
