@@ -1,7 +1,9 @@
 """Shared by the reproduction scripts: arguments, output files, the results folder.
 
-The CSV and figure writers are the perf scripts' (``perf/_common.py``), so the
-two families write their results the same way (atomically).
+The CSV and figure writers, the figure maker and the steps between
+updates of a learner spec are the perf scripts' (``perf/_common.py``), so the
+two families write their results the same way (atomically, through
+``sparse_rtrl._io``, with matplotlib's object API).
 """
 
 import os
@@ -14,6 +16,8 @@ import _common  # noqa: E402
 
 write_csv = _common.write_csv
 save_figure = _common.save_figure
+figure = _common.figure
+grad_every = _common.grad_every
 
 
 def parser(description):

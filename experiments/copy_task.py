@@ -16,9 +16,9 @@ import time
 
 import numpy as np
 
-from _setup import parser, save_figure, train, write_csv
+from _setup import figure, grad_every, parser, save_figure, train, write_csv
 
-LEARNERS = [("snap2", 1), ("snap1", 1), ("uoro", 1), ("tbptt16", 16)]  # (spec, update_every)
+LEARNERS = ["snap2", "snap1", "uoro", "tbptt16"]  # registry specs; TBPTT(T) updates every T steps
 
 
 def main():
@@ -28,7 +28,8 @@ def main():
     n, steps, seeds = (8, 600, 1) if args.quick else (64, 100_000, 3)
     seeds = args.seeds or seeds
     rows, t0 = [], time.perf_counter()
-    for spec, every in LEARNERS:
+    for spec in LEARNERS:
+        every = grad_every(spec)
         for seed in range(seeds):
             cfg = RunConfig(task={"name": "copy"}, cell="gru", n_hidden=n, density=0.25, learner=spec,
                             optimizer="adam", lr=3e-3, clip_norm=1.0, update_every=every, steps=steps,
@@ -46,12 +47,8 @@ def main():
 
 
 def plot(rows, path, n):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = figure(figsize=(7, 4))
+    ax = fig.subplots()
     for name in dict.fromkeys(r["learner"] for r in rows):
         mine = [r for r in rows if r["learner"] == name]
         # Each seed's length is a step function of the step; average them on one grid.

@@ -16,9 +16,9 @@ import time
 
 import numpy as np
 
-from _setup import parser, save_figure, write_csv
+from _setup import figure, parser, save_figure, write_csv
 
-LEARNERS = ("uoro", "kfrtrl", "rkfrtrl")
+LEARNERS = ("uoro", "kfrtrl", "rkfrtrl")  # registry specs
 
 
 def main():
@@ -32,15 +32,16 @@ def main():
     rows, t0 = [], time.perf_counter()
     for n in sizes:
         cell, xs, cs = trajectory({"name": "add", "length": T}, "vanilla", n, 0.25, 0.5, T, seed=0)
-        med = {}
+        med, names = {}, {}
         for spec in LEARNERS:
+            names[spec] = make_learner(spec, cell).name
             v = sr.estimator_variance(lambda s, spec=spec: make_learner(spec, cell, seed=s), xs, cs, range(seeds))
             rel = v["relative_variance"]
             med[spec] = float(np.median(rel[T // 2:]))
-            rows.append({"n": n, "learner": spec, "median_relative_variance": med[spec],
+            rows.append({"n": n, "learner": names[spec], "median_relative_variance": med[spec],
                          "median_bias_sq_relative": float(np.median((v["bias_sq"] / v["exact_sq_norm"])[T // 2:]))})
-        print(f"n = {n:4d}: relative variance UORO {med['uoro']:.3g}, KF-RTRL {med['kfrtrl']:.3g}, "
-              f"R-KF-RTRL {med['rkfrtrl']:.3g}; UORO / KF-RTRL = {med['uoro'] / med['kfrtrl']:.1f}")
+        print(f"n = {n:4d}: relative variance " + ", ".join(f"{names[s]} {med[s]:.3g}" for s in LEARNERS)
+              + f"; {names['uoro']} / {names['kfrtrl']} = {med['uoro'] / med['kfrtrl']:.1f}")
     tag = "quick" if args.quick else "full"
     write_csv(os.path.join(args.out, f"kf_variance_{tag}.csv"), rows)
     plot(rows, os.path.join(args.out, f"kf_variance_{tag}.png"))
@@ -48,16 +49,11 @@ def main():
 
 
 def plot(rows, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = {"uoro": "UORO", "kfrtrl": "KF-RTRL", "rkfrtrl": "R-KF-RTRL"}
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for spec in LEARNERS:
-        mine = [r for r in rows if r["learner"] == spec]
-        ax.loglog([r["n"] for r in mine], [r["median_relative_variance"] for r in mine], "o-", label=names[spec])
+    fig = figure(figsize=(6, 4))
+    ax = fig.subplots()
+    for name in dict.fromkeys(r["learner"] for r in rows):
+        mine = [r for r in rows if r["learner"] == name]
+        ax.loglog([r["n"] for r in mine], [r["median_relative_variance"] for r in mine], "o-", label=name)
     ax.set_xlabel("hidden units n")
     ax.set_ylabel("variance / |exact gradient|^2 (median, 2nd half)")
     ax.set_title("gradient estimator variance vs network size (Add, frozen weights)", fontsize=9)

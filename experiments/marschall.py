@@ -21,26 +21,24 @@ import time
 
 import numpy as np
 
-from _setup import parser, save_figure, train, write_csv
+from _setup import figure, grad_every, parser, save_figure, train, write_csv
 
-# spec, update_every, (facing, structure, noise, form)
-LEARNERS = [
-    ("rtrl", 1, ("past", "full", "deterministic", "closed form")),
-    ("snap2", 1, ("past", "sparse", "deterministic", "closed form")),
-    ("snap1", 1, ("past", "sparse", "deterministic", "closed form")),
-    ("uoro", 1, ("past", "rank one", "stochastic", "closed form")),
-    ("kfrtrl", 1, ("past", "Kronecker", "stochastic", "closed form")),
-    ("rkfrtrl", 1, ("past", "Kronecker", "stochastic", "closed form")),
-    ("rflo", 1, ("past", "diagonal", "deterministic", "closed form")),
-    ("eprop", 1, ("past", "diagonal", "deterministic", "closed form")),
-    ("kernl", 1, ("past", "diagonal", "stochastic", "learned")),
-    ("tbptt10", 10, ("future", "full", "deterministic", "closed form")),
-    ("fbptt10", 1, ("future", "full", "deterministic", "closed form")),
-    ("dni", 1, ("future", "synthetic", "deterministic", "learned")),
-    ("dnib", 1, ("future", "synthetic", "deterministic", "learned")),
-]
+# Registry specs. TBPTT(T) updates at the end of each T-step window, the others every step
+# (``grad_every``); each learner's place on the framework's axes comes from its class (``taxonomy``).
+LEARNERS = ["rtrl", "snap2", "snap1", "uoro", "kfrtrl", "rkfrtrl", "rflo", "eprop", "kernl", "tbptt10", "fbptt10",
+            "dni", "dnib"]
 WINDOW = 20
 TASKS = {"add": {"name": "add", "t1": 5, "t2": 9, "length": 100}, "mimic": {"name": "mimic", "length": 100}}
+
+
+def taxonomy(spec):
+    """``(facing, structure, noise, form)`` of learner ``spec``: its class's ``facing``, ``structure``,
+    ``stochastic`` ("stochastic"/"deterministic") and ``learned`` ("learned"/"closed form")."""
+    from sparse_rtrl.registry import parse_learner
+
+    cls, _ = parse_learner(spec)
+    return (cls.facing, cls.structure, "stochastic" if cls.stochastic else "deterministic",
+            "learned" if cls.learned else "closed form")
 
 
 def alignment_after_training(trainer, steps, seed, every):
@@ -61,7 +59,8 @@ def main():
     seeds = args.seeds or seeds
     rows, t0 = [], time.perf_counter()
     for task_name, task_cfg in TASKS.items():
-        for spec, every, axes in LEARNERS:
+        for spec in LEARNERS:
+            every, axes = grad_every(spec), taxonomy(spec)
             for seed in range(seeds):
                 cfg = RunConfig(task=task_cfg, cell="vanilla", n_hidden=n, density=1.0, alpha=0.5, learner=spec,
                                 optimizer="adam", lr=1e-3, clip_norm=1.0, update_every=every, steps=steps,
@@ -86,14 +85,10 @@ def main():
 
 
 def plot(rows, path, n):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     colours = {"full": "k", "sparse": "tab:blue", "rank one": "tab:red", "Kronecker": "tab:orange",
                "diagonal": "tab:green", "synthetic": "tab:purple"}
-    fig, axes = plt.subplots(1, len(TASKS), figsize=(12, 4.5))
+    fig = figure(figsize=(12, 4.5))
+    axes = fig.subplots(1, len(TASKS))
     for ax, task in zip(axes, TASKS):
         mine = [r for r in rows if r["task"] == task]
         for name in dict.fromkeys(r["learner"] for r in mine):

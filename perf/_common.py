@@ -2,18 +2,26 @@
 
 Every script compiles (warms up) before it times, reports medians over
 repeats and ratios against a baseline measured in the same run, and writes a
-CSV and a PNG under ``perf/results/`` (or ``--out``).
+CSV and a PNG under ``perf/results/`` (or ``--out``), atomically, through the
+library's one writer (``sparse_rtrl._io``). Figures are built with
+matplotlib's object API (``matplotlib.figure.Figure``): no global figure
+manager and no backend switch, so the caller's matplotlib state is left alone.
+
+Learners are named by registry specs (``"snap2"``, ``"tbptt16"``, see
+``sparse_rtrl.registry``) in code and on the command line; tables and CSVs
+show the learners' labels (``learner.name``: ``"SnAp-2"``, ``"TBPTT(16)"``).
 """
 
 import argparse
-import csv
+import functools
 import os
 import platform
 import statistics
-import tempfile
 import time
 
 import numpy as np
+
+from sparse_rtrl import _io, registry
 
 
 def parser(description):
@@ -38,34 +46,39 @@ def median_time(fn, repeats, warmup=1):
 
 
 def write_csv(path, rows):
-    """Write ``rows`` (list of dicts) atomically: a temporary file renamed into place."""
+    """Write ``rows`` (list of dicts) atomically (``sparse_rtrl._io.write_csv``).
+
+    The columns are the first row's keys, in order; a later row's missing
+    keys are written blank, and a key the first row lacks is an error.
+    """
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     fields = list(rows[0]) if rows else []
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=fields)
-            w.writeheader()
-            w.writerows(rows)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    for r in rows:
+        extra = [k for k in r if k not in fields]
+        if extra:
+            raise ValueError(f"{path}: row has keys not in the first row's columns: {', '.join(map(str, extra))}")
+    _io.write_csv(path, fields, [[r.get(k, "") for k in fields] for r in rows])
     return path
 
 
 def save_figure(fig, path):
-    """Save a matplotlib figure atomically."""
+    """Save a matplotlib ``Figure`` atomically as a PNG (``sparse_rtrl._io.save_figure``)."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=120, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return path
+    return _io.save_figure(fig, path, dpi=120)
+
+
+def figure(**kwargs):
+    """A new matplotlib ``Figure`` (object API: not registered with any figure manager, no backend switch)."""
+    from matplotlib.figure import Figure
+
+    return Figure(**kwargs)
+
+
+def colors():
+    """The colours of matplotlib's default property cycle (read, not changed)."""
+    import matplotlib
+
+    return matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
 
 
 def machine():
@@ -159,9 +172,9 @@ def plan_products(learner):
     """
     if getattr(learner, "diagonal", False):
         return int(learner.mask_size)
-    p = learner._plan
-    per_group = p["plan_ptr"][p["row_ptr"][1:]] - p["plan_ptr"][p["row_ptr"][:-1]]
-    return int(np.sum(per_group.astype(np.int64) * np.diff(p["col_ptr"])))
+    p = learner._layout.plan
+    per_group = p.plan_ptr[p.row_ptr[1:]] - p.plan_ptr[p.row_ptr[:-1]]
+    return int(np.sum(per_group.astype(np.int64) * np.diff(p.col_ptr)))
 
 
 def snap_estimate(cell, n):
@@ -227,64 +240,51 @@ def fit_power_law(x, y):
     return float(k), float(np.exp(loga))
 
 
-def pyplot():
-    """matplotlib.pyplot on the Agg backend (no display needed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def make_cell(kind, n_in, n_hidden, density, dtype=np.float32, seed=0):
-    """A cell of ``kind`` ("vanilla", "gru" or "lstm")."""
-    import sparse_rtrl as sr
-
-    cls = {"vanilla": sr.VanillaRNN, "gru": sr.GRU, "lstm": sr.LSTM}[kind]
-    return cls(n_in, n_hidden, density=density, seed=seed, dtype=np.dtype(dtype))
-
-
-def make_learner(name, cell, batch_size=None, parallel=False):
-    """A learner from its ``name``: "SnAp-<n>", "RTRL", "TBPTT(<T>)", "UORO" or "BPTT".
+def make_learner(spec, cell, batch_size=None, parallel=False):
+    """The learner of registry spec ``spec`` (``"snap2"``, ``"rtrl"``, ``"tbptt16"``, ...) on ``cell``.
 
     On one core unless ``parallel`` says otherwise, so that learners compared
     in one study get the same hardware (SnAp would otherwise split a large
-    stream over both cores by default).
+    stream over both cores by default). Learners that draw random numbers
+    get seed 0.
     """
-    import sparse_rtrl as sr
-
-    kw = {"batch_size": batch_size, "parallel": parallel}
-    if name.startswith("SnAp-"):
-        return sr.SnAp(cell, int(name[5:]), **kw)
-    if name.startswith("TBPTT(") and name.endswith(")"):
-        return sr.TBPTT(cell, int(name[6:-1]), **kw)
-    if name == "RTRL":
-        return sr.RTRL(cell, **kw)
-    if name == "UORO":
-        return sr.UORO(cell, seed=0, **kw)
-    if name == "BPTT":
-        return sr.BPTT(cell, **kw)
-    raise ValueError(f"unknown learner {name!r}")
+    return registry.make_learner(spec, cell, batch_size=batch_size, seed=0, parallel=parallel)
 
 
-def estimate_learner(name, cell):
-    """Per-stream size of a learner before building it: ``bytes`` (all arrays,
+@functools.lru_cache(maxsize=None)
+def learner_name(spec, cell_key="vanilla"):
+    """The label (``learner.name``, e.g. ``"TBPTT(16)"``) of the learner ``spec`` builds.
+
+    Read from a copy built on a tiny cell of type ``cell_key``, so that rows
+    of points skipped without building their learner carry the same label.
+    """
+    return make_learner(spec, registry.make_cell(cell_key, 1, 2)).name
+
+
+def grad_every(spec):
+    """Steps between ``grad()`` calls for the learner ``spec``: ``T`` for TBPTT(T) (``"tbptt<T>"``), else 1."""
+    cls, number = registry.parse_learner(spec)
+    return number if cls.key == "tbptt" else 1
+
+
+def estimate_learner(spec, cell):
+    """Per-stream size of learner ``spec`` before building it: ``bytes`` (all arrays,
     estimated), ``influence_bytes``, ``products`` (multiply-adds per step of
     the influence or trace update) and ``mask_size`` (SnAp only, else None)."""
+    cls, number = registry.parse_learner(spec)
     st = cell.structure
     it = np.dtype(cell.dtype).itemsize
     S, P, nnz = st.n_state, st.n_params, st.dynamics.nnz
     small = 64 * P + 64 * S + 8 * nnz
-    if name.startswith("SnAp-"):
-        e = snap_estimate(cell, int(name[5:]))
+    if cls.key == "snap":
+        e = snap_estimate(cell, number)
         return {"bytes": e["bytes"] + 8 * nnz, "influence_bytes": e["mask_size"] * it,
                 "products": e["products"], "mask_size": e["mask_size"]}
-    if name == "RTRL":
+    if cls.key == "rtrl":
         inf = 2 * S * P * it
         return {"bytes": inf + small, "influence_bytes": inf, "products": nnz * P, "mask_size": None}
-    if name.startswith("TBPTT("):
-        T = int(name[6:-1])
+    if cls.key == "tbptt":
+        T = number
         hist = T * (S * st.n_gates + st.n_hidden * st.n_local ** 2 + st.n_presyn + S) * it
         hist += (T + 1) * st.n_rec_params * it
         return {"bytes": hist + small, "influence_bytes": 0, "products": 2 * (nnz + P), "mask_size": None}
@@ -321,23 +321,24 @@ class CappedTimer:
         row.update(status="skipped", reason=reason)
         return row
 
-    def _prepare(self, name, cell, xs, cs, key):
-        """Row for learner ``name``, and a timed run for it (None if skipped)."""
+    def _prepare(self, spec, cell, xs, cs, key):
+        """Row for learner ``spec``, and a timed run for it (None if skipped)."""
         mb = 1024.0 ** 2
-        est = estimate_learner(name, cell)
-        row = {"learner": name, **dict.fromkeys(self.FIELDS, "")}
+        est = estimate_learner(spec, cell)
+        kind = registry.parse_learner(spec)[0].key
+        row = {"learner": learner_name(spec, cell.key), **dict.fromkeys(self.FIELDS, "")}
         # Multiply-adds of the influence update: exact for SnAp (from the
         # structure) and RTRL (nnz(D) x P); left blank for the others, whose
         # rough count serves only to scale time estimates.
-        exact = name.startswith("SnAp-") or name == "RTRL"
+        exact = kind in ("snap", "rtrl")
         row.update(est_mem_mb=est["bytes"] / mb, products=est["products"] if exact else "",
                    mask_size=est["mask_size"] if est["mask_size"] is not None else "")
-        if name == "RTRL" and est["influence_bytes"] / mb > self.rtrl_max_mb:
+        if kind == "rtrl" and est["influence_bytes"] / mb > self.rtrl_max_mb:
             return self._skip(row, f"memory: RTRL influence {est['influence_bytes'] / mb:.0f} MB "
                                    f"> --rtrl-max-mb {self.rtrl_max_mb:g}"), None
         if est["bytes"] / mb > self.max_mb:
             return self._skip(row, f"memory: estimated {est['bytes'] / mb:.0f} MB > --max-mb {self.max_mb:g}"), None
-        every = grad_every_name(name)
+        every = grad_every(spec)
         min_steps = max(self.min_steps, every)
         last = self._last.get(key)
         if last is not None:
@@ -347,7 +348,7 @@ class CappedTimer:
                 return self._skip(row, f"time: ~{guess:.2g} s/step (scaled from {where}) x "
                                        f"{1 + self.repeats * min_steps} steps > --max-point-s {self.max_point_s:g}"), None
         t0 = time.perf_counter()
-        learner = make_learner(name, cell)
+        learner = make_learner(spec, cell)
         row["build_s"] = time.perf_counter() - t0
         # Probe: one online step (one window for TBPTT); also compiles and touches memory.
         t0 = time.perf_counter()
@@ -367,14 +368,14 @@ class CappedTimer:
                    _learner=learner, _products=est["products"], _round_s=probe * steps)
         return row, online_run(learner, xs[:steps], cs[:steps], every)
 
-    def measure_point(self, names, cell, xs, cs, keys):
-        """Rows for learners ``names`` on ``cell`` (inputs ``xs``, credits ``cs``,
+    def measure_point(self, specs, cell, xs, cs, keys):
+        """Rows for learners ``specs`` on ``cell`` (inputs ``xs``, credits ``cs``,
         at least ``steps`` of each); ``keys[i]`` names the series of learner i
         for the time estimates. The learners that are built take turns in
         every repeat (``interleaved_medians``), so that the drifts of a shared
         machine hit all of them alike and their ratios hold."""
         mb = 1024.0 ** 2
-        prepared = [self._prepare(name, cell, xs, cs, key) for name, key in zip(names, keys)]
+        prepared = [self._prepare(spec, cell, xs, cs, key) for spec, key in zip(specs, keys)]
         timed = [(row, run, key) for (row, run), key in zip(prepared, keys) if run is not None]
         if timed:
             # One warm-up round unless a round would take more than two seconds.
@@ -391,28 +392,23 @@ class CappedTimer:
 
 
 def measure_rows(timer, learners, cell, rng, steps, point, label):
-    """Time ``learners`` at one point of a study (``CappedTimer.measure_point``)
+    """Time ``learners`` (specs) at one point of a study (``CappedTimer.measure_point``)
     on fresh random inputs and credits; print a line per learner and return
-    the rows, each ``point`` plus the learner's results. ``label`` names the
-    point in the printed lines."""
+    the rows, each ``point`` plus the learner's results (``learner``: its
+    label). ``label`` names the point in the printed lines."""
     xs = rng.normal(size=(steps, cell.n_in)).astype(cell.dtype)
     cs = rng.normal(size=(steps, cell.n_state)).astype(cell.dtype)
     point = {**point, "n_params": cell.n_params, "n_state": cell.n_state}
     kind = point["cell"]
     rows = []
-    for name, result in zip(learners, timer.measure_point(learners, cell, xs, cs,
-                                                          keys=[(kind, name) for name in learners])):
-        row = {**point, "learner": name, **result}
+    for result in timer.measure_point(learners, cell, xs, cs, keys=[(kind, spec) for spec in learners]):
+        row = {**point, **result}
+        name = row["learner"]
         rows.append(row)
         what = (f"{row['us_per_step']:.4g} us/step, {row['mem_total_mb']:.3g} MB"
                 if row["status"] == "ok" else f"skipped ({row['reason']})")
         print(f"  {kind:7s} {label} {name:9s} {what}", flush=True)
     return rows
-
-
-def grad_every_name(name):
-    """Steps between ``grad()`` calls for a learner named ``name``: ``T`` for TBPTT(T), else 1."""
-    return int(name[6:-1]) if name.startswith("TBPTT(") else 1
 
 
 def blas_threads(n=None):

@@ -38,6 +38,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import _common  # noqa: E402
 
 import sparse_rtrl as sr  # noqa: E402
+from sparse_rtrl import registry  # noqa: E402
 
 
 @numba.njit(cache=True)
@@ -118,7 +119,7 @@ def main(argv=None):
 
     # Compile (or load) the learner's kernels on a tiny cell.
     tiny = sr.GRU(args.n_in, 8, density=0.5, seed=0, dtype=np.float32)
-    _common.time_online(sr.SnAp(tiny, 2), np.zeros((2, args.n_in), np.float32),
+    _common.time_online(registry.make_learner("snap2", tiny), np.zeros((2, args.n_in), np.float32),
                         np.ones((2, tiny.n_state), np.float32), 1, 1, warmup=0)
     rng = np.random.default_rng(0)
     for density in args.densities:
@@ -130,7 +131,7 @@ def main(argv=None):
         cs = rng.normal(size=(args.steps, cell.n_state)).astype(np.float32)
         for parallel in (False, True):
             # One stream: on one core, then split over all cores by groups.
-            learner = sr.SnAp(cell, 2, parallel=parallel)
+            learner = _common.make_learner("snap2", cell, parallel=parallel)
             influence = learner.memory()["influence"]
             if influence < args.min_influence_mb * mb and not parallel:
                 print(f"  warning: influence {influence / mb:.1f} MB < {args.min_influence_mb:g} MB "
@@ -139,7 +140,7 @@ def main(argv=None):
             sec = _common.median_time(_common.continue_run(learner, xs, cs), repeats) / args.steps
             moved = 2 * influence + 2 * learner._acc.nbytes
             products = _common.plan_products(learner)
-            q_mean = int(round(cell.n_params / len(learner._plan["col_ptr"][:-1])))
+            q_mean = int(round(cell.n_params / len(learner._layout.plan.col_ptr[:-1])))
             bw = bwp if parallel else bw1
             rows.append({"what": "SnAp-2 online step" + (" (split)" if parallel else ""),
                          "threads": threads if parallel else 1, "n": args.n, "density": density,
@@ -149,7 +150,7 @@ def main(argv=None):
                          "products_per_step": products, "flops_per_byte": 2 * products / moved,
                          "gflop_per_s": 2 * products / sec / 1e9, "bandwidth_bound_us": moved / bw * 1e6,
                          "compute_bound_us": "", "_q": q_mean,
-                         "_block_bytes": int(learner._plan["max_block"]) * 4, "_threads": threads if parallel else 1})
+                         "_block_bytes": int(learner._layout.max_block) * 4, "_threads": threads if parallel else 1})
             del learner
 
     # In-cache axpy ceiling, with rows as long as the groups' and an L2-sized block.
@@ -169,7 +170,7 @@ def main(argv=None):
     print(f"\nheadline (target: SnAp-2 >= 50% of the triad on as many threads: 1 thread {bw1 / 1e9:.2f} GB/s, "
           f"{threads} threads {bwp / 1e9:.2f} GB/s):")
     for r in rows:
-        if r["what"].startswith("SnAp"):
+        if r["products_per_step"] != "":  # the learner's rows (the triad's have no products)
             roof = max(r["bandwidth_bound_us"], r["compute_bound_us"])
             bound = "bandwidth" if r["bandwidth_bound_us"] >= r["compute_bound_us"] else "compute"
             slower = r["us_per_step"] / roof
@@ -190,8 +191,8 @@ def main(argv=None):
 
 
 def plot(rows, bw1, bwp, threads, path):
-    plt = _common.pyplot()
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    fig = _common.figure(figsize=(11, 4))
+    ax, ax2 = fig.subplots(1, 2)
     labels = [r["what"].replace(" online step", "") + (f"\nd={r['density']}" if r["density"] != "" else "")
               + f"\n{r['threads']} thread(s)" for r in rows]
     ax.bar(range(len(rows)), [r["gb_per_s"] for r in rows],

@@ -39,6 +39,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import _common  # noqa: E402
 
 import sparse_rtrl as sr  # noqa: E402
+from sparse_rtrl import registry  # noqa: E402
 
 
 def trajectory_jacobians(cell, xs):
@@ -69,7 +70,7 @@ def check_same_gradient(cell, mask, xs, cs):
     k = xs.shape[0]
     Ds, Is = trajectory_jacobians(cell, xs)
     g_dense = dense_snap(Ds, Is, mask, cs, k)
-    learner = sr.SnAp(cell, 2)
+    learner = registry.make_learner("snap2", cell)
     learner.reset()
     for t in range(k):
         learner.forward(xs[t])
@@ -84,15 +85,15 @@ def check_same_gradient(cell, mask, xs, cs):
 def compare_dense(args, rng, repeats):
     n = args.n_dense
     cell = sr.GRU(args.n_in, n, density=args.density, seed=0, dtype=np.float32)
-    mask = sr.SnAp(cell, 2).mask().to_dense().astype(cell.dtype)
+    mask = registry.make_learner("snap2", cell).mask().to_dense().astype(cell.dtype)
     steps = args.steps
     xs = rng.normal(size=(steps, cell.n_in)).astype(cell.dtype)
     cs = rng.normal(size=(steps, cell.n_state)).astype(cell.dtype)
     err = check_same_gradient(cell, mask, xs[:5], cs[:5])
     print(f"(a) gradient check over 5 steps: max |ours - dense| / max |dense| = {err:.2g} (np.allclose passed)")
 
-    learner = sr.SnAp(cell, 2, parallel=False)
-    split = sr.SnAp(cell, 2, parallel=True)
+    learner = _common.make_learner("snap2", cell, parallel=False)
+    split = _common.make_learner("snap2", cell, parallel=True)
     # A few distinct steps' Jacobians, reused cyclically: the cost does not depend on the values.
     Ds, Is = trajectory_jacobians(cell, xs[:4])
     dense_steps = max(2, min(steps, args.dense_steps))
@@ -138,19 +139,19 @@ def compare_dense(args, rng, repeats):
     return rows
 
 
-def compare_learners(part, kind_n, density, names, n_in, steps, repeats, rng, target, better):
-    """Time two learners of ours on one GRU; ratio = time(names[1]) / time(names[0])."""
+def compare_learners(part, kind_n, density, specs, n_in, steps, repeats, rng, target, better):
+    """Time two learners of ours (registry specs) on one GRU; ratio = time(specs[1]) / time(specs[0])."""
     cell = sr.GRU(n_in, kind_n, density=density, seed=0, dtype=np.float32)
     xs = rng.normal(size=(steps, cell.n_in)).astype(cell.dtype)
     cs = rng.normal(size=(steps, cell.n_state)).astype(cell.dtype)
-    learners = [_common.make_learner(name, cell) for name in names]
-    runs = [_common.online_run(lrn, xs, cs, _common.grad_every_name(name)) for lrn, name in zip(learners, names)]
+    learners = [_common.make_learner(spec, cell) for spec in specs]
+    runs = [_common.online_run(lrn, xs, cs, _common.grad_every(spec)) for lrn, spec in zip(learners, specs)]
     times = _common.interleaved_times(runs, repeats)
-    sec = dict(zip(names, (statistics.median(t) / steps for t in times)))
+    sec_a, sec_b = (statistics.median(t) / steps for t in times)
     label = f"GRU n={kind_n} d={density}"
-    a, b = names
-    ratio = sec[b] / sec[a]
-    rows = [_row(part, label, a, sec[a], 1.0), _row(part, label, b, sec[b], ratio, target, better(ratio))]
+    a, b = (lrn.name for lrn in learners)
+    ratio = sec_b / sec_a
+    rows = [_row(part, label, a, sec_a, 1.0), _row(part, label, b, sec_b, ratio, target, better(ratio))]
     # Per round, the same ratio: its spread shows the shared machine's phases
     # (a neighbour on the other hyperthread slows cache-resident code most).
     per_round = [tb / ta for ta, tb in zip(*times)]
@@ -168,9 +169,9 @@ def _row(part, network, method, sec, ratio, target="", met=""):
 
 
 def plot(rows, path, title):
-    plt = _common.pyplot()
     parts = sorted({r["part"] for r in rows})
-    fig, axes = plt.subplots(1, len(parts), figsize=(5 * len(parts), 3.8), squeeze=False)
+    fig = _common.figure(figsize=(5 * len(parts), 3.8))
+    axes = fig.subplots(1, len(parts), squeeze=False)
     for ax, part in zip(axes[0], parts):
         pr = [r for r in rows if r["part"] == part]
         labels = [r["method"].split(" (")[0].replace("dense-masked SnAp-2, numpy, ", "dense numpy\n") for r in pr]
@@ -207,19 +208,19 @@ def main(argv=None):
 
     # Compile (or load) every kernel used below on a tiny cell first.
     tiny = sr.GRU(args.n_in, 8, density=0.5, seed=0, dtype=np.float32)
-    for name in ("SnAp-1", "SnAp-2", "RTRL", "TBPTT(16)"):
-        _common.time_online(_common.make_learner(name, tiny), np.zeros((16, args.n_in), np.float32),
-                            np.ones((16, tiny.n_state), np.float32), _common.grad_every_name(name), 1, warmup=0)
-    check_same_gradient(tiny, sr.SnAp(tiny, 2).mask().to_dense().astype(np.float32),
+    for spec in ("snap1", "snap2", "rtrl", "tbptt16"):
+        _common.time_online(_common.make_learner(spec, tiny), np.zeros((16, args.n_in), np.float32),
+                            np.ones((16, tiny.n_state), np.float32), _common.grad_every(spec), 1, warmup=0)
+    check_same_gradient(tiny, registry.make_learner("snap2", tiny).mask().to_dense().astype(np.float32),
                         np.ones((3, args.n_in), np.float32), np.ones((3, tiny.n_state), np.float32))
 
     print(f"median of {repeats} repeats; float32; BLAS threads available: {_common.blas_threads()}; "
           f"{_common.machine()}")
     rows = compare_dense(args, rng, repeats)
-    rows += compare_learners("b", args.n_rtrl, args.density, ("SnAp-2", "RTRL"), args.n_in, args.steps, repeats,
+    rows += compare_learners("b", args.n_rtrl, args.density, ("snap2", "rtrl"), args.n_in, args.steps, repeats,
                              rng, ">= 50x faster", lambda r: r >= 50)
     steps_c = max(16, args.steps // 16 * 16)
-    rows += compare_learners("c", args.n_tbptt, args.density, ("TBPTT(16)", "SnAp-1"), args.n_in, steps_c, repeats,
+    rows += compare_learners("c", args.n_tbptt, args.density, ("tbptt16", "snap1"), args.n_in, steps_c, repeats,
                              rng, "<= 1.0x TBPTT", lambda r: r <= 1.0)
 
     print()

@@ -27,7 +27,9 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(__file__))
 import _common  # noqa: E402
 
-LEARNERS = ("SnAp-1", "SnAp-2", "TBPTT(16)", "UORO", "RTRL")
+from sparse_rtrl import registry  # noqa: E402
+
+LEARNERS = ("snap1", "snap2", "tbptt16", "uoro", "rtrl")  # registry specs
 
 
 def with_threads(k, run):
@@ -38,8 +40,8 @@ def with_threads(k, run):
 
 
 def plot(rows, threads, path, title):
-    plt = _common.pyplot()
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    fig = _common.figure(figsize=(11, 4))
+    ax, ax2 = fig.subplots(1, 2)
     x = np.arange(len(rows))
     labels = [f"{r['learner']}\nGRU n={r['n']}" for r in rows]
     ax.bar(x - 0.2, [r["streams_steps_per_s_1thread"] for r in rows], 0.4, label="1 thread")
@@ -71,7 +73,7 @@ def main(argv=None):
     p.add_argument("--n-in", type=int, default=8)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--steps", type=int, default=64, help="steps per timed repeat (a multiple of 16)")
-    p.add_argument("--learners", nargs="+", default=list(LEARNERS), choices=LEARNERS)
+    p.add_argument("--learners", nargs="+", default=list(LEARNERS), choices=LEARNERS, help="registry specs")
     args = p.parse_args(argv)
     if args.quick:
         args.n, args.n_rtrl, args.steps = 32, 16, 16
@@ -89,11 +91,11 @@ def main(argv=None):
               "region waits for the busiest one; the all-threads numbers will be pessimistic")
 
     rows = []
-    for name in (n for n in LEARNERS if n in args.learners):
-        n = args.n_rtrl if name == "RTRL" else args.n
-        cell = _common.make_cell("gru", args.n_in, n, args.density, np.float32)
-        learner = _common.make_learner(name, cell, batch_size=B, parallel=True)
-        every = _common.grad_every_name(name)
+    for spec in (s for s in LEARNERS if s in args.learners):
+        n = args.n_rtrl if registry.parse_learner(spec)[0].key == "rtrl" else args.n
+        cell = registry.make_cell("gru", args.n_in, n, density=args.density, dtype=np.float32)
+        learner = _common.make_learner(spec, cell, batch_size=B, parallel=True)
+        every = _common.grad_every(spec)
         steps = max(every, args.steps // every * every)
         xs = rng.normal(size=(steps, B, cell.n_in)).astype(np.float32)
         cs = rng.normal(size=(steps, B, cell.n_state)).astype(np.float32)

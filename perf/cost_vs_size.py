@@ -38,24 +38,30 @@ sys.path.insert(0, os.path.dirname(__file__))
 import _common  # noqa: E402
 from cost_vs_sparsity import LEARNERS, add_ratios, warm_up  # noqa: E402
 
+from sparse_rtrl import registry  # noqa: E402
+
 SIZES = (64, 128, 256, 512, 1024, 2048)
-SNAPS = ("SnAp-1", "SnAp-2", "SnAp-3")
+POOLED = "SnAp-1/2/3 pooled"  # label of the fit over the SnAp learners' points together
+
+
+def is_snap(spec):
+    return registry.parse_learner(spec)[0].key == "snap"
 
 
 def fits(rows, cells, learners, min_mask):
     out = []
     for kind in cells:
         ok = [r for r in rows if r["cell"] == kind and r["status"] == "ok"]
-        for name in learners:
+        for name in map(_common.learner_name, learners):
             pts = [r for r in ok if r["learner"] == name]
             k, a = _common.fit_power_law([r["n"] for r in pts], [r["us_per_step"] for r in pts])
             out.append({"cell": kind, "learner": name, "x": "n", "subset": "all", "exponent": k,
                         "prefactor_us": a, "points": len(pts),
                         "x_min": min((r["n"] for r in pts), default=""),
                         "x_max": max((r["n"] for r in pts), default=""), "decades": ""})
-        groups = [(name, [name]) for name in learners if name in SNAPS]
+        groups = [(name, [name]) for name in map(_common.learner_name, filter(is_snap, learners))]
         if len(groups) > 1:
-            groups.append(("SnAp-1/2/3 pooled", [g for g, _ in groups]))
+            groups.append((POOLED, [g for g, _ in groups]))
         for label, names in groups:
             for x in ("mask_size", "products"):
                 for subset, lo in (("all", 0), (f"mask_size>={min_mask:g}", min_mask)):
@@ -70,13 +76,14 @@ def fits(rows, cells, learners, min_mask):
 
 
 def plot(rows, fit_rows, cells, args, path):
-    plt = _common.pyplot()
-    fig, axes = plt.subplots(len(cells), 3, figsize=(14, 4.2 * len(cells)), squeeze=False)
-    colors = dict(zip(LEARNERS, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    fig = _common.figure(figsize=(14, 4.2 * len(cells)))
+    axes = fig.subplots(len(cells), 3, squeeze=False)
+    colors = dict(zip(LEARNERS, _common.colors()))
     for i, kind in enumerate(cells):
         ax_n, ax_m, ax_mem = axes[i]
         fit = {(f["learner"], f["x"], f["subset"]): f for f in fit_rows if f["cell"] == kind}
-        for name in LEARNERS:
+        for spec in LEARNERS:
+            name = _common.learner_name(spec)
             pts = sorted((r["n"], r["us_per_step"], r["mask_size"], r["mem_total_mb"])
                          for r in rows if r["cell"] == kind and r["learner"] == name and r["status"] == "ok")
             if not pts:
@@ -84,13 +91,13 @@ def plot(rows, fit_rows, cells, args, path):
             n, us, mask, mem = zip(*pts)
             f = fit.get((name, "n", "all"))
             k = f["exponent"] if f else float("nan")
-            ax_n.plot(n, us, "o-", color=colors[name], ms=4, label=f"{name} (k={k:.2f})")
-            ax_mem.plot(n, mem, "o-", color=colors[name], ms=4, label=name)
-            if name in SNAPS:
+            ax_n.plot(n, us, "o-", color=colors[spec], ms=4, label=f"{name} (k={k:.2f})")
+            ax_mem.plot(n, mem, "o-", color=colors[spec], ms=4, label=name)
+            if is_snap(spec):
                 f = fit.get((name, "mask_size", "all"))
                 k = f["exponent"] if f else float("nan")
-                ax_m.plot(mask, us, "o", color=colors[name], ms=5, label=f"{name} (k={k:.2f})")
-        f = fit.get(("SnAp-1/2/3 pooled", "mask_size", "all"))
+                ax_m.plot(mask, us, "o", color=colors[spec], ms=5, label=f"{name} (k={k:.2f})")
+        f = fit.get((POOLED, "mask_size", "all"))
         if f and np.isfinite(f["exponent"]):
             x = np.geomspace(f["x_min"], f["x_max"], 20)
             ax_m.plot(x, f["prefactor_us"] * x ** f["exponent"], "k--", lw=1,
@@ -119,8 +126,8 @@ def main(argv=None):
     p.add_argument("--density", type=float, default=0.1)
     p.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     p.add_argument("--n-in", type=int, default=8)
-    p.add_argument("--cells", nargs="+", choices=("vanilla", "gru", "lstm"), default=["gru"])
-    p.add_argument("--learners", nargs="+", default=list(LEARNERS), choices=LEARNERS)
+    p.add_argument("--cells", nargs="+", choices=registry.CELLS.keys(), default=["gru"])
+    p.add_argument("--learners", nargs="+", default=list(LEARNERS), choices=LEARNERS, help="registry specs")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p.add_argument("--steps", type=int, default=64, help="steps per timed repeat (cut for slow points)")
     p.add_argument("--rtrl-max-mb", type=float, default=512.0)
@@ -133,7 +140,7 @@ def main(argv=None):
         args.sizes, args.steps, args.fit_min_mask = [8, 16, 32], 16, 1e3
     repeats = args.repeats or (1 if args.quick else 5)
     dtype = np.dtype(args.dtype)
-    learners = [name for name in LEARNERS if name in args.learners]
+    learners = [spec for spec in LEARNERS if spec in args.learners]
     timer = _common.CappedTimer(args.max_mb, args.rtrl_max_mb, args.max_point_s, repeats, args.steps)
 
     warm_up(args.cells, args.n_in, dtype)
@@ -143,7 +150,7 @@ def main(argv=None):
           f"{_common.machine()}")
     for kind in args.cells:
         for n in sorted(set(args.sizes)):
-            cell = _common.make_cell(kind, args.n_in, n, args.density, dtype)
+            cell = registry.make_cell(kind, args.n_in, n, density=args.density, dtype=dtype)
             rows += _common.measure_rows(timer, learners, cell, rng, args.steps,
                                          {"cell": kind, "n": n, "density": args.density, "dtype": args.dtype},
                                          f"n={n:<5d}")

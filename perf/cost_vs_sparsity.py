@@ -33,19 +33,21 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(__file__))
 import _common  # noqa: E402
 
-LEARNERS = ("SnAp-1", "SnAp-2", "SnAp-3", "RTRL", "TBPTT(16)", "UORO")
+from sparse_rtrl import registry  # noqa: E402
+
+LEARNERS = ("snap1", "snap2", "snap3", "rtrl", "tbptt16", "uoro")  # registry specs
 DENSITIES = (1.0, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01)
 
 
 def warm_up(cells, n_in, dtype):
     """Compile (or load from the cache) every kernel the sweep uses, on tiny cells."""
     for kind in cells:
-        cell = _common.make_cell(kind, n_in, 8, 0.5, dtype)
+        cell = registry.make_cell(kind, n_in, 8, density=0.5, dtype=dtype)
         xs = np.zeros((16, n_in), dtype)
         cs = np.ones((16, cell.n_state), dtype)
-        for name in LEARNERS:
-            learner = _common.make_learner(name, cell)
-            _common.time_online(learner, xs, cs, _common.grad_every_name(name), repeats=1, warmup=0)
+        for spec in LEARNERS:
+            learner = _common.make_learner(spec, cell)
+            _common.time_online(learner, xs, cs, _common.grad_every(spec), repeats=1, warmup=0)
         _common.snap_estimate(cell, 2)
 
 
@@ -56,9 +58,10 @@ def add_ratios(rows):
     points = {}
     for r in rows:
         points.setdefault((r["cell"], r["n"], r["density"]), {})[r["learner"]] = r
+    tbptt, rtrl = _common.learner_name("tbptt16"), _common.learner_name("rtrl")
     for point in points.values():
-        tb = point.get("TBPTT(16)", {}).get("us_per_step", "")
-        rt = point.get("RTRL", {}).get("us_per_step", "")
+        tb = point.get(tbptt, {}).get("us_per_step", "")
+        rt = point.get(rtrl, {}).get("us_per_step", "")
         for r in point.values():
             if r["status"] != "ok":
                 continue
@@ -69,21 +72,22 @@ def add_ratios(rows):
 
 
 def plot(rows, cells, args, path):
-    plt = _common.pyplot()
-    fig, axes = plt.subplots(2, len(cells), figsize=(4.2 * len(cells), 7), squeeze=False)
-    colors = dict(zip(LEARNERS, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    fig = _common.figure(figsize=(4.2 * len(cells), 7))
+    axes = fig.subplots(2, len(cells), squeeze=False)
+    colors = dict(zip(LEARNERS, _common.colors()))
     for j, kind in enumerate(cells):
         ax_t, ax_m = axes[0, j], axes[1, j]
-        for name in LEARNERS:
+        for spec in LEARNERS:
+            name = _common.learner_name(spec)
             pts = sorted((r["density"], r["us_per_step"], r["mem_total_mb"], r["mem_influence_mb"])
                          for r in rows if r["cell"] == kind and r["learner"] == name and r["status"] == "ok")
             if not pts:
                 continue
             d, us, tot, inf = (np.array(v, dtype=float) for v in zip(*pts))
-            ax_t.plot(d, us, "o-", color=colors[name], label=name, ms=4)
-            ax_m.plot(d, tot, "o-", color=colors[name], label=name, ms=4)
+            ax_t.plot(d, us, "o-", color=colors[spec], label=name, ms=4)
+            ax_m.plot(d, tot, "o-", color=colors[spec], label=name, ms=4)
             if np.any(inf > 0):
-                ax_m.plot(d, np.where(inf > 0, inf, np.nan), ":", color=colors[name], lw=1)
+                ax_m.plot(d, np.where(inf > 0, inf, np.nan), ":", color=colors[spec], lw=1)
         n_skip = sum(1 for r in rows if r["cell"] == kind and r["status"] != "ok")
         ax_t.set_title(f"{kind} n={args.n}" + (f" ({n_skip} points skipped, see CSV)" if n_skip else ""),
                        fontsize=9)
@@ -104,9 +108,9 @@ def main(argv=None):
     p = _common.parser(__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=256, help="hidden units")
     p.add_argument("--n-in", type=int, default=8)
-    p.add_argument("--cells", nargs="+", choices=("vanilla", "gru", "lstm"), default=["vanilla", "gru", "lstm"])
+    p.add_argument("--cells", nargs="+", choices=registry.CELLS.keys(), default=list(registry.CELLS.keys()))
     p.add_argument("--densities", type=float, nargs="+", default=list(DENSITIES))
-    p.add_argument("--learners", nargs="+", default=list(LEARNERS), choices=LEARNERS)
+    p.add_argument("--learners", nargs="+", default=list(LEARNERS), choices=LEARNERS, help="registry specs")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p.add_argument("--steps", type=int, default=64, help="steps per timed repeat (cut for slow points)")
     p.add_argument("--rtrl-max-mb", type=float, default=512.0, help="skip RTRL above this dense influence")
@@ -117,7 +121,7 @@ def main(argv=None):
         args.n, args.steps, args.densities = 16, 16, [1.0, 0.2, 0.05]
     repeats = args.repeats or (1 if args.quick else 5)
     dtype = np.dtype(args.dtype)
-    learners = [name for name in LEARNERS if name in args.learners]
+    learners = [spec for spec in LEARNERS if spec in args.learners]
     densities = sorted(set(args.densities))  # sparse to dense: cheap points first
     timer = _common.CappedTimer(args.max_mb, args.rtrl_max_mb, args.max_point_s, repeats, args.steps)
 
@@ -127,7 +131,7 @@ def main(argv=None):
     print(f"n={args.n}, {args.dtype}, median of {repeats} repeats of up to {args.steps} steps; {_common.machine()}")
     for kind in args.cells:
         for density in densities:
-            cell = _common.make_cell(kind, args.n_in, args.n, density, dtype)
+            cell = registry.make_cell(kind, args.n_in, args.n, density=density, dtype=dtype)
             rows += _common.measure_rows(timer, learners, cell, rng, args.steps,
                                          {"cell": kind, "n": args.n, "density": density, "dtype": args.dtype},
                                          f"density {density:<5g}")
@@ -146,12 +150,13 @@ def main(argv=None):
     for kind in args.cells:
         for density in densities:
             pt = {r["learner"]: r for r in rows if r["cell"] == kind and r["density"] == density}
+            tbptt, rtrl, snap2 = (_common.learner_name(spec) for spec in ("tbptt16", "rtrl", "snap2"))
             parts = []
-            for name in ("SnAp-1", "SnAp-2"):
+            for name in (_common.learner_name(spec) for spec in ("snap1", "snap2")):
                 if pt.get(name, {}).get("vs_TBPTT", "") != "":
-                    parts.append(f"{name}/TBPTT(16) = {pt[name]['vs_TBPTT']:.3g}")
-            if pt.get("SnAp-2", {}).get("RTRL_speedup", "") != "":
-                parts.append(f"RTRL/SnAp-2 = {pt['SnAp-2']['RTRL_speedup']:.3g}")
+                    parts.append(f"{name}/{tbptt} = {pt[name]['vs_TBPTT']:.3g}")
+            if pt.get(snap2, {}).get("RTRL_speedup", "") != "":
+                parts.append(f"{rtrl}/{snap2} = {pt[snap2]['RTRL_speedup']:.3g}")
             if parts:
                 print(f"  {kind:7s} density {density:<5g} " + ", ".join(parts))
 

@@ -28,7 +28,7 @@ import sparse_rtrl as sr  # noqa: E402
 
 def setup(n, density, dtype, n_in, steps, rng):
     cell = sr.VanillaRNN(n_in, n, density=density, seed=0, dtype=dtype)
-    learner = sr.SnAp(cell, 1)
+    learner = sr.registry.make_learner("snap1", cell)
     readout = sr.LinearReadout(cell, 2, "mse", seed=0)
     opt = sr.SGD([cell.params, readout.params], lr=1e-3)
     xs = rng.normal(size=(steps, n_in)).astype(dtype)
@@ -47,8 +47,8 @@ def setup(n, density, dtype, n_in, steps, rng):
 
 
 def plot(rows, path, title):
-    plt = _common.pyplot()
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    fig = _common.figure(figsize=(11, 4))
+    ax, ax2 = fig.subplots(1, 2)
     labels = [f"n={r['n']} d={r['density']}\n{r['dtype']}" for r in rows]
     x = np.arange(len(rows))
     ax.bar(x - 0.2, [r["us_per_step_steps"] for r in rows], 0.4, label="step by step (fused=False)")

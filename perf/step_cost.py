@@ -1,6 +1,8 @@
 """Per-step cost of each learner on one sparse network, with ratios.
 
-An online step is ``forward`` + ``backward`` + ``grad`` (the gradient a
+Every learner that runs on the cell, one or two settings each
+(``sparse_rtrl.registry.example_specs``; TBPTT at ``--truncation``). An
+online step is ``forward`` + ``backward`` + ``grad`` (the gradient a
 fully online learner hands the optimiser every step); every learner on one
 core. TBPTT(T) hands it over
 at the end of each window, so its ``grad`` runs every T steps, as in
@@ -19,12 +21,24 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(__file__))
 import _common  # noqa: E402
 
-import sparse_rtrl as sr  # noqa: E402
+from sparse_rtrl import registry  # noqa: E402
+
+
+def learner_specs(cell, truncation):
+    """The specs of every learner that runs on ``cell`` (``registry.example_specs``), TBPTT's at ``truncation``."""
+    specs = []
+    for spec in registry.example_specs(cell):
+        cls, _ = registry.parse_learner(spec)
+        if cls.key == "tbptt":
+            spec = f"{cls.key}{truncation}"
+        if spec not in specs:
+            specs.append(spec)
+    return specs
 
 
 def main(argv=None):
     p = _common.parser(__doc__.split("\n\n")[0])
-    p.add_argument("--cell", choices=("vanilla", "gru", "lstm"), default="gru")
+    p.add_argument("--cell", choices=registry.CELLS.keys(), default="gru")
     p.add_argument("--n-hidden", type=int, default=128)
     p.add_argument("--n-in", type=int, default=8)
     p.add_argument("--density", type=float, default=0.1)
@@ -37,35 +51,30 @@ def main(argv=None):
     else:
         repeats = args.repeats or 5
     steps = args.steps or 64
-    cls = {"vanilla": sr.VanillaRNN, "gru": sr.GRU, "lstm": sr.LSTM}[args.cell]
-    cell = cls(args.n_in, args.n_hidden, density=args.density, seed=0, dtype=np.dtype(args.dtype))
+    cell = registry.make_cell(args.cell, args.n_in, args.n_hidden, density=args.density, seed=0, dtype=args.dtype)
     rng = np.random.default_rng(0)
     xs = rng.normal(size=(steps, cell.n_in)).astype(cell.dtype)
     cs = rng.normal(size=(steps, cell.n_state)).astype(cell.dtype)
 
-    names = [f"TBPTT({args.truncation})", "SnAp-1", "SnAp-2", "SnAp-3", "UORO", "RTRL"]
-    learners = [(_common.make_learner(name, cell), _common.grad_every_name(name)) for name in names]
+    specs = learner_specs(cell, args.truncation)
+    learners = [(_common.make_learner(spec, cell), _common.grad_every(spec)) for spec in specs]
     rows = []
     for learner, every in learners:
         sec = _common.time_online(learner, xs, cs, every, repeats)
         rows.append({"learner": learner.name, "us_per_step": sec * 1e6, "state_bytes": learner.nbytes})
-    base = {r["learner"]: r["us_per_step"] for r in rows}
-    tb = base[f"TBPTT({args.truncation})"]
+    base = {spec: r["us_per_step"] for spec, r in zip(specs, rows)}
+    tb = base[f"tbptt{args.truncation}"]
     for r in rows:
         r["vs_TBPTT"] = r["us_per_step"] / tb
-        r["RTRL_speedup"] = base["RTRL"] / r["us_per_step"]
+        r["RTRL_speedup"] = base["rtrl"] / r["us_per_step"]
     print(f"{cell!r}, {steps} steps, median of {repeats}; {_common.machine()}")
     _common.print_table(rows, ["learner", "us_per_step", "vs_TBPTT", "RTRL_speedup", "state_bytes"])
     tag = "quick" if args.quick else f"{args.cell}{args.n_hidden}_d{args.density}_{args.dtype}"
     path = _common.write_csv(os.path.join(args.out, f"step_cost_{tag}.csv"), rows)
     print("wrote", path)
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = _common.figure(figsize=(6, 3.5))
+    ax = fig.subplots()
     ax.barh([r["learner"] for r in rows], [r["us_per_step"] for r in rows], color="tab:blue")
     ax.set_xscale("log")
     ax.set_xlabel("microseconds per online step (median)")

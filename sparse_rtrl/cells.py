@@ -652,11 +652,10 @@ class Cell(Stateful, Registered, abc.ABC):
         return self._slices[name]
 
     #: Settings that only decide the patterns (which ``structure_digest`` covers) or the initial values.
-    _pattern_settings = ("seed", "density", "input_density", "shared_pattern")
+    _restored_settings = ("seed", "density", "input_density", "shared_pattern")
 
     def _identity(self):
-        config = {k: v for k, v in self.config().items() if k not in self._pattern_settings}
-        return {"config": config, "structure": self.structure_digest()}
+        return {"config": self._compared_config(), "structure": self.structure_digest()}
 
     def structure_digest(self):
         """SHA-256 of what fixes the Jacobians' layout: the weights' names, order and patterns."""

@@ -183,7 +183,7 @@ def _task_config(args):
 
 
 def _cmd_train(args):
-    from .trainer import RunConfig, Trainer
+    from .training.trainer import RunConfig, Trainer
 
     if args.eval_every < 0:
         raise ValueError(f"--eval-every must be >= 0, got {args.eval_every}")
@@ -203,7 +203,7 @@ def _cmd_train(args):
 
 
 def _cmd_resume(args):
-    from .trainer import Trainer
+    from .training.trainer import Trainer
 
     trainer = Trainer.resume(args.folder, steps=args.steps, progress=args.progress)
     print(f"resuming {args.folder} at step {trainer.step} of {trainer.config.steps}")
@@ -211,7 +211,7 @@ def _cmd_resume(args):
 
 
 def _run(trainer, out):
-    from .trainer import TrainingDiverged
+    from .training.trainer import TrainingDiverged
 
     try:
         summary = trainer.run()

@@ -34,8 +34,8 @@ def stream_credits(cell, readout, task, steps):
 
 def trajectory(task_cfg, cell_kind, n_hidden, density, alpha, steps, dtype="float64", seed=0):
     """The cell, its inputs ``(T, n_in)`` and credits ``(T, S)`` along ``steps`` steps of the task."""
-    from . import tasks
-    from .readouts import LinearReadout
+    from .training import tasks
+    from .training.readouts import LinearReadout
 
     seeds = np.random.SeedSequence(seed).generate_state(3)
     task = tasks.make_task(dict(task_cfg, batch_size=None, seed=int(seeds[0]), dtype=dtype))

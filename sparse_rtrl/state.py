@@ -112,6 +112,9 @@ class Stateful:
     _state_fields: ClassVar[dict] = {}
     #: Array fields whose length may differ from a fresh object's (a window that grows).
     _resizable: ClassVar[tuple] = ()
+    #: Settings whose whole effect is in the state (a seed: the generator's position, the drawn values),
+    #: left out of what a saved state must match.
+    _restored_settings: ClassVar[tuple] = ("seed",)
 
     # -- settings -------------------------------------------------------------------
     @classmethod
@@ -218,7 +221,11 @@ class Stateful:
     def _identity(self) -> dict:
         """What a saved state must match to be loaded into this object (checkpoint records compare it):
         its settings, and what it is built on (subclasses add that)."""
-        return {"config": self.config()}
+        return {"config": self._compared_config()}
+
+    def _compared_config(self) -> dict:
+        """``config()`` without the settings the state restores (``_restored_settings``)."""
+        return {k: v for k, v in self.config().items() if k not in self._restored_settings}
 
     def _state_problems(self, state: dict) -> list:
         """Invariants between fields, beyond dtypes and shapes (counters that kernels use as indices)."""

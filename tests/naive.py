@@ -81,10 +81,10 @@ def _gate(name):
 def _n_state(cell):
     """S, computed from the kind (and checked against ``cell.n_state``)."""
     n = int(cell.n_hidden)
-    S = 2 * n if cell.kind == "lstm" else n
+    S = 2 * n if cell.key == "lstm" else n
     if int(cell.n_state) != S:
         raise ValueError("cell.n_state=%r but kind %r with n_hidden=%d needs %d"
-                         % (cell.n_state, cell.kind, n, S))
+                         % (cell.n_state, cell.key, n, S))
     return S
 
 
@@ -288,7 +288,7 @@ def step(cell, s, x):
     ndarray, shape (S,)
     """
     s, x = _check_sx(cell, s, x)
-    return _forward(cell.kind, _alpha(cell), dense_weights(cell), s, x)["s_next"]
+    return _forward(cell.key, _alpha(cell), dense_weights(cell), s, x)["s_next"]
 
 
 # ---------------------------------------------------------------------------
@@ -311,16 +311,16 @@ def dynamics_jacobian(cell, s, x):
     s, x = _check_sx(cell, s, x)
     w = dense_weights(cell)
     alpha = _alpha(cell)
-    v = _forward(cell.kind, alpha, w, s, x)
+    v = _forward(cell.key, alpha, w, s, x)
     n = int(cell.n_hidden)
 
-    if cell.kind == "vanilla":
+    if cell.key == "vanilla":
         # h' = (1-a) h + a phi(W h + ...):
         # dh'/dh = (1-a) I + a diag(phi') W, phi' = 1 - tanh^2 (or 1 if linear).
         return ((1.0 - alpha) * np.eye(n)
                 + alpha * np.diag(v["dphi"]) @ w["W"])
 
-    if cell.kind == "gru":
+    if cell.key == "gru":
         r, z, m, nn, h = v["r"], v["z"], v["m"], v["nn"], v["h"]
         # r = sig(. + W_hr h): dr/dh = diag(r(1-r)) W_hr; same for z.
         dr = np.diag(r * (1.0 - r)) @ w["W_hr"]
@@ -334,7 +334,7 @@ def dynamics_jacobian(cell, s, x):
         # dh'/dh = diag(1-z) dn/dh + diag(h - n_) dz/dh + diag(z).
         return (np.diag(1.0 - z) @ dn + np.diag(h - nn) @ dz + np.diag(z))
 
-    if cell.kind == "lstm":
+    if cell.key == "lstm":
         gi, gf, gg, go = v["i"], v["f"], v["g"], v["o"]
         c, tc = v["c"], v["tc"]
         # Gate derivatives w.r.t. h (each gate's pre-activation has W_h* h).
@@ -358,7 +358,7 @@ def dynamics_jacobian(cell, s, x):
         D[n:, n:] = dc_dc
         return D
 
-    raise ValueError("unknown cell kind %r" % (cell.kind,))
+    raise ValueError("unknown cell kind %r" % (cell.key,))
 
 
 def immediate_jacobian(cell, s, x):
@@ -380,7 +380,7 @@ def immediate_jacobian(cell, s, x):
     s, x = _check_sx(cell, s, x)
     w = dense_weights(cell)
     alpha = _alpha(cell)
-    v = _forward(cell.kind, alpha, w, s, x)
+    v = _forward(cell.key, alpha, w, s, x)
     n = int(cell.n_hidden)
     index = param_index(cell)
     S = _n_state(cell)
@@ -398,11 +398,11 @@ def immediate_jacobian(cell, s, x):
         else:
             u = 1.0
 
-        if cell.kind == "vanilla":
+        if cell.key == "vanilla":
             # h'_i = (1-a) h_i + a phi(a_i): d/d theta = a phi' u.
             I[i, p] = alpha * v["dphi"][i] * u
 
-        elif cell.kind == "gru":
+        elif cell.key == "gru":
             r, z, m, nn = v["r"][i], v["z"][i], v["m"][i], v["nn"][i]
             dh_dn = (1.0 - z) * (1.0 - nn ** 2)  # dh'_i/d(pre-act of n_)
             gate = _gate(name)
@@ -421,7 +421,7 @@ def immediate_jacobian(cell, s, x):
             else:
                 raise ValueError("unexpected gru weight %r" % (name,))
 
-        elif cell.kind == "lstm":
+        elif cell.key == "lstm":
             gate = _gate(name)
             gi, gf, gg, go = v["i"][i], v["f"][i], v["g"][i], v["o"][i]
             c, tc = v["c"][i], v["tc"][i]
@@ -444,7 +444,7 @@ def immediate_jacobian(cell, s, x):
             I[n + i, p] = dc
 
         else:
-            raise ValueError("unknown cell kind %r" % (cell.kind,))
+            raise ValueError("unknown cell kind %r" % (cell.key,))
     return I
 
 
@@ -467,12 +467,12 @@ def dynamics_structure(cell):
     n = int(cell.n_hidden)
     S = _n_state(cell)
     eye = np.eye(n, dtype=bool)
-    if cell.kind == "vanilla":
+    if cell.key == "vanilla":
         return _pattern(cell.weights["W"]) | eye
-    if cell.kind == "gru":
+    if cell.key == "gru":
         return (_pattern(cell.weights["W_hr"]) | _pattern(cell.weights["W_hz"])
                 | _pattern(cell.weights["W_hn"]) | eye)
-    if cell.kind == "lstm":
+    if cell.key == "lstm":
         c_part = (_pattern(cell.weights["W_hi"]) | _pattern(cell.weights["W_hf"])
                   | _pattern(cell.weights["W_hg"]))
         h_part = c_part | _pattern(cell.weights["W_ho"])
@@ -482,7 +482,7 @@ def dynamics_structure(cell):
         out[n:, :n] = c_part
         out[n:, n:] = eye
         return out
-    raise ValueError("unknown cell kind %r" % (cell.kind,))
+    raise ValueError("unknown cell kind %r" % (cell.key,))
 
 
 def immediate_structure(cell):
@@ -498,7 +498,7 @@ def immediate_structure(cell):
     out = np.zeros((S, len(index)), dtype=bool)
     for p, (name, i, _j) in enumerate(index):
         out[i, p] = True
-        if cell.kind == "lstm" and _gate(name) != "o":
+        if cell.key == "lstm" and _gate(name) != "o":
             out[n + i, p] = True
     return out
 
@@ -715,7 +715,7 @@ def _loss_dense(cell, w, xs, cs):
     alpha = _alpha(cell)
     total = 0.0
     for t in range(xs.shape[0]):
-        s = _forward(cell.kind, alpha, w, s, xs[t])["s_next"]
+        s = _forward(cell.key, alpha, w, s, xs[t])["s_next"]
         total += float(cs[t] @ s)
     return total
 
@@ -762,8 +762,8 @@ def finite_difference_jacobians(cell, s, x, eps=1e-6):
         sp[j] += eps
         sm = s.copy()
         sm[j] -= eps
-        D[:, j] = (_forward(cell.kind, alpha, w, sp, x)["s_next"]
-                   - _forward(cell.kind, alpha, w, sm, x)["s_next"]) / (2.0 * eps)
+        D[:, j] = (_forward(cell.key, alpha, w, sp, x)["s_next"]
+                   - _forward(cell.key, alpha, w, sm, x)["s_next"]) / (2.0 * eps)
     theta = get_params(cell)
     I = np.zeros((S, theta.size))
     for p in range(theta.size):
@@ -771,7 +771,7 @@ def finite_difference_jacobians(cell, s, x, eps=1e-6):
         tp[p] += eps
         tm = theta.copy()
         tm[p] -= eps
-        I[:, p] = (_forward(cell.kind, alpha, dense_weights(cell, tp), s, x)["s_next"]
-                   - _forward(cell.kind, alpha, dense_weights(cell, tm), s, x)["s_next"]
+        I[:, p] = (_forward(cell.key, alpha, dense_weights(cell, tp), s, x)["s_next"]
+                   - _forward(cell.key, alpha, dense_weights(cell, tm), s, x)["s_next"]
                    ) / (2.0 * eps)
     return D, I

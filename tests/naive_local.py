@@ -27,18 +27,18 @@ def d_local(cell, s, x):
     """
     s = np.asarray(s, dtype=np.float64)
     x = np.asarray(x, dtype=np.float64)
-    v = naive._forward(cell.kind, naive._alpha(cell), naive.dense_weights(cell), s, x)
+    v = naive._forward(cell.key, naive._alpha(cell), naive.dense_weights(cell), s, x)
     n = int(cell.n_hidden)
-    if cell.kind == "vanilla":
+    if cell.key == "vanilla":
         return (1.0 - float(cell.alpha)) * np.eye(n)
-    if cell.kind == "gru":
+    if cell.key == "gru":
         return np.diag(v["z"])
-    if cell.kind == "lstm":
+    if cell.key == "lstm":
         D = np.zeros((2 * n, 2 * n))
         D[n:, n:] = np.diag(v["f"])
         D[:n, n:] = np.diag(v["o"] * (1.0 - v["tc"] ** 2) * v["f"])
         return D
-    raise ValueError(cell.kind)
+    raise ValueError(cell.key)
 
 
 def rflo(cell, xs, cs, params=None):

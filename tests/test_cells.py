@@ -321,7 +321,7 @@ def test_sizes_dense(n_in, n):
     for cell in (v, g, m):
         assert cell.params.shape == (cell.n_params,)
         assert len(naive.param_index(cell)) == cell.n_params
-        assert tuple(cell.weight_names) == naive.WEIGHT_NAMES[cell.kind]
+        assert tuple(cell.weight_names) == naive.WEIGHT_NAMES[cell.key]
 
 
 @given(st.sampled_from(KINDS), st.integers(1, 8), st.integers(1, 4), st.floats(0.05, 1.0),

@@ -248,7 +248,7 @@ def test_corrupt_files_are_refused(tmp_path, damage):
             members[ck.TREE_MEMBER] = members[ck.TREE_MEMBER].replace(b'"int"', b'"pickle"')
             match = "pickle"
         else:
-            members[ck.TREE_MEMBER] = members[ck.TREE_MEMBER].replace(b'"version":1', b'"version":99')
+            members[ck.TREE_MEMBER] = members[ck.TREE_MEMBER].replace(b'"version":%d' % ck.VERSION, b'"version":99')
             match = "version"
         with zipfile.ZipFile(path, "w") as zf:
             for n, b in members.items():
@@ -325,8 +325,8 @@ def _through_file(tmp_path, name, tree):
 def _restore(name, kind, dtype, batch, snap, replace=None, **cell_kw):
     """A fresh cell and learner (another seed when stochastic) given the saved state.
 
-    ``replace``: (section, attribute) whose saved value is swapped for the fresh
-    learner's own, as if that piece had not been saved.
+    ``replace``: the state field whose saved value is swapped for the fresh
+    learner's own, as if that piece had not been saved (``"cell"``: the cell's).
     """
     spec = LEARNERS[name]
     cell = make_cell(kind, 2, 3, 0.5, seed=4, dtype=dtype, **cell_kw)
@@ -335,13 +335,11 @@ def _restore(name, kind, dtype, batch, snap, replace=None, **cell_kw):
         kw["seed"] = OTHER_SEED
     learner = spec.make(cell, **kw)
     state = snap["learner"]
-    if replace is not None:
-        section, attr = replace
-        if section == "cell":
-            snap = dict(snap, cell=ck.get_state(cell))
-        else:
-            state = dict(state, **{section: dict(state[section])})
-            state[section][attr] = ck.get_state(learner)[section][attr]
+    if replace == "cell":
+        snap = dict(snap, cell=ck.get_state(cell))
+    elif replace is not None:
+        state = dict(state, state=dict(state["state"]))
+        state["state"][replace] = ck.get_state(learner)["state"][replace]
     ck.set_state(cell, snap["cell"])
     ck.set_state(learner, state)
     return cell, learner
@@ -401,41 +399,41 @@ def test_resumed_learner_continues_bit_for_bit(tmp_path, name, kind, dtype, batc
 
 #: Pieces of state whose loss a resumed run must reveal (leaky vanilla cell,
 #: float64, batch None), and which of the two checkpoints reveals it: the
-#: mid-step one holds a deferred update (RTRL's ``_pending`` and the ``D``,
+#: mid-step one holds a deferred update (RTRL's ``pending`` and the ``D``,
 #: ``z`` it will use), the one after the step holds the step's credit.
 MISSING = [
-    ("RTRL", "arrays", "_J", "both"), ("RTRL", "arrays", "_acc", "both"), ("RTRL", "arrays", "_dyn", "mid"),
-    ("RTRL", "arrays", "_presyn", "mid"), ("RTRL", "scalars", "_pending", "mid"), ("RTRL", "cell", "params", "both"),
-    ("BPTT", "arrays", "_state", "both"), ("TBPTT(3)", "arrays", "_c_hist", "both"),
-    ("TBPTT(3)", "arrays", "_z_hist", "both"), ("SnAp(2)", "arrays", "_J", "both"),
-    ("UORO", "generators", "_rng", "both"), ("UORO", "arrays", "_theta", "both"),
-    ("KF-RTRL", "generators", "_rng", "both"), ("KF-RTRL", "arrays", "_Bf", "both"),
-    ("R-KF-RTRL", "generators", "_rng", "both"), ("RFLO", "arrays", "_trace", "both"),
-    ("KeRNL", "arrays", "_A", "both"), ("KeRNL", "arrays", "_gamma", "both"), ("KeRNL", "arrays", "_copy", "both"),
-    ("KeRNL", "generators", "_rng", "both"), ("e-prop", "arrays", "_J", "both"),
-    ("F-BPTT(3)", "arrays", "_delta_hist", "both"), ("F-BPTT(3)", "scalars", "_count", "both"),
-    ("F-BPTT(3)", "scalars", "_newest", "both"), ("DNI", "arrays", "_A", "both"),
-    ("DNI", "arrays", "_A_frozen", "both"), ("DNI", "arrays", "_feat", "both"), ("DNI", "arrays", "_credit", "after"),
-    ("DNIb", "arrays", "_J_hat", "both"),
+    ("RTRL", "influence", "both"), ("RTRL", "accumulator", "both"), ("RTRL", "dynamics", "mid"),
+    ("RTRL", "presynaptic", "mid"), ("RTRL", "pending", "mid"), ("RTRL", "cell", "both"),
+    ("BPTT", "state", "both"), ("TBPTT(3)", "window_credit", "both"),
+    ("TBPTT(3)", "window_presynaptic", "both"), ("SnAp(2)", "influence", "both"),
+    ("UORO", "rng", "both"), ("UORO", "param_factor", "both"),
+    ("KF-RTRL", "rng", "both"), ("KF-RTRL", "factor_b", "both"),
+    ("R-KF-RTRL", "rng", "both"), ("RFLO", "trace", "both"),
+    ("KeRNL", "sensitivity", "both"), ("KeRNL", "decay_rates", "both"), ("KeRNL", "copy_state", "both"),
+    ("KeRNL", "rng", "both"), ("e-prop", "influence", "both"),
+    ("F-BPTT(3)", "window_credit", "both"), ("F-BPTT(3)", "count", "both"),
+    ("F-BPTT(3)", "newest", "both"), ("DNI", "model", "both"),
+    ("DNI", "model_frozen", "both"), ("DNI", "features", "both"), ("DNI", "credit", "after"),
+    ("DNIb", "jacobian_model", "both"),
 ]
 
 
-@pytest.mark.parametrize("name,section,attr,reveals", MISSING)
-def test_a_missing_piece_of_state_is_noticed(tmp_path, name, section, attr, reveals):
+@pytest.mark.parametrize("name,field,reveals", MISSING)
+def test_a_missing_piece_of_state_is_noticed(tmp_path, name, field, reveals):
     original, twin_mid, twin_after = _checkpointed_run(tmp_path, name, "vanilla", np.float64, None,
-                                                       replace=(section, attr), alpha=0.7)
+                                                       replace=field, alpha=0.7)
     for which, twin in (("mid", twin_mid), ("after", twin_after)):
         if reveals in (which, "both"):
             with pytest.raises(AssertionError):
                 assert_identical(twin[:-1], original[:-1])  # states and grads, not the final internals
 
 
-@pytest.mark.parametrize("name,attr", [("TBPTT(3)", "_w"), ("TBPTT(3)", "_n_snap"), ("BPTT", "_c_hist")])
-def test_a_missing_window_piece_is_refused(tmp_path, name, attr):
+@pytest.mark.parametrize("name,field", [("TBPTT(3)", "window_steps"), ("TBPTT(3)", "n_weight_copies"),
+                                        ("BPTT", "window_credit")])
+def test_a_missing_window_piece_is_refused(tmp_path, name, field):
     # Window counters and the arrays they index are checked against each other.
-    section = "arrays" if attr.endswith("hist") else "scalars"
     with pytest.raises(ValueError, match="inconsistent"):
-        _checkpointed_run(tmp_path, name, "vanilla", np.float64, None, replace=(section, attr))
+        _checkpointed_run(tmp_path, name, "vanilla", np.float64, None, replace=field)
 
 
 def test_set_state_refuses_incomplete_or_foreign_states():
@@ -453,16 +451,18 @@ def test_set_state_refuses_incomplete_or_foreign_states():
             ck.set_state(fresh, bad)
         assert_identical(ck.get_state(fresh), before)  # nothing changed
 
-    refused({k: v for k, v in state.items() if k != "generators"}, "missing")
-    refused(dict(state, generators={}), r"missing \['_rng'\]")
-    refused(dict(state, arrays={**state["arrays"], "_extra": np.zeros(1)}), r"unknown \['_extra'\]")
-    refused(dict(state, arrays={**state["arrays"], "_u": state["arrays"]["_u"].astype(np.float32)}), "'_u'.*dtype")
-    refused(dict(state, arrays={**state["arrays"], "_u": np.zeros((1, 4))}), "'_u'.*shape")
-    refused(dict(state, scalars={"n_steps": 3.0}), "'n_steps'.*float")
-    refused(dict(state, scalars={"n_steps": -1}), "negative")
+    fields = state["state"]
+    refused({k: v for k, v in state.items() if k != "state"}, "missing")
+    refused(dict(state, state={k: v for k, v in fields.items() if k != "rng"}), r"missing \['rng'\]")
+    refused(dict(state, state={**fields, "extra": np.zeros(1)}), r"unknown \['extra'\]")
+    refused(dict(state, state={**fields, "state_factor": fields["state_factor"].astype(np.float32)}),
+            "'state_factor'.*dtype")
+    refused(dict(state, state={**fields, "state_factor": np.zeros((1, 4))}), "'state_factor'.*shape")
+    refused(dict(state, state={**fields, "n_steps": 3.0}), "'n_steps'.*float")
+    refused(dict(state, state={**fields, "n_steps": -1}), "negative")
     mt = {"bit_generator": np.random.Generator(np.random.MT19937(0)).bit_generator.state}
-    refused(dict(state, generators={"_rng": mt}), "MT19937.*PCG64")
-    refused(dict(state, kind="cell"), "not of a learner")
+    refused(dict(state, state={**fields, "rng": mt}), "MT19937.*PCG64")
+    refused({**state, "class": "cell/vanilla"}, "not of a learner")
     refused(ck.get_state(cell), "not of a learner")
     refused([1], "dict", TypeError)
     with pytest.raises(TypeError, match="obj must be"):
@@ -475,7 +475,7 @@ def test_set_state_refuses_incomplete_or_foreign_states():
     (lambda: sr.SnAp(make_cell("vanilla", 2, 3, 0.5, seed=4), 2), "RTRL.*SnAp"),
     (lambda: sr.RTRL(make_cell("vanilla", 2, 4, 0.5, seed=4)), "n_hidden: state 3, this 4"),
     (lambda: sr.RTRL(make_cell("vanilla", 3, 3, 0.5, seed=4)), "n_in"),
-    (lambda: sr.RTRL(make_cell("gru", 2, 3, 0.5, seed=4)), "GRU"),
+    (lambda: sr.RTRL(make_cell("gru", 2, 3, 0.5, seed=4)), "cell/gru"),
     (lambda: sr.RTRL(make_cell("vanilla", 2, 3, 0.5, seed=4), batch_size=2), "batch_size: state None, this 2"),
     (lambda: sr.RTRL(make_cell("vanilla", 2, 3, 0.5, seed=4, dtype=np.float32)), "dtype: state 'float64'"),
     (lambda: sr.RTRL(make_cell("vanilla", 2, 3, 0.5, seed=5)), "structure"),
@@ -506,8 +506,8 @@ def test_set_state_refuses_other_settings(make, make_other, match):
 
 
 @pytest.mark.parametrize("name,attr,value", [
-    ("TBPTT(3)", "_w", 4), ("TBPTT(3)", "_credit_end", 3), ("TBPTT(3)", "_n_snap", 9),
-    ("F-BPTT(3)", "_newest", 3), ("F-BPTT(3)", "_count", -1), ("F-BPTT(3)", "_copy", 5),
+    ("TBPTT(3)", "window_steps", 4), ("TBPTT(3)", "credit_end", 3), ("TBPTT(3)", "n_weight_copies", 9),
+    ("F-BPTT(3)", "newest", 3), ("F-BPTT(3)", "count", -1), ("F-BPTT(3)", "weight_copy", 5),
 ])
 def test_set_state_refuses_counters_out_of_range(name, attr, value):
     cell = make_cell("vanilla", 2, 3, 0.5, seed=4)
@@ -515,7 +515,7 @@ def test_set_state_refuses_counters_out_of_range(name, attr, value):
     learner.forward(np.ones(2))
     learner.backward(np.ones(3))
     state = ck.get_state(learner)
-    state["scalars"][attr] = value
+    state["state"][attr] = value
     with pytest.raises(ValueError, match=attr):
         ck.set_state(LEARNERS[name].make(cell), state)
 
@@ -526,9 +526,9 @@ def test_bptt_window_shapes_must_agree():
     for _ in range(20):
         learner.forward(np.ones(2))
     state = ck.get_state(learner)
-    assert state["arrays"]["_z_hist"].shape[0] == 32  # grown past the fresh learner's 16
-    state["arrays"]["_z_hist"] = state["arrays"]["_z_hist"][:16]
-    with pytest.raises(ValueError, match="_z_hist holds 16"):
+    assert state["state"]["window_presynaptic"].shape[0] == 32  # grown past the fresh learner's 16
+    state["state"]["window_presynaptic"] = state["state"]["window_presynaptic"][:16]
+    with pytest.raises(ValueError, match="window_presynaptic holds 16"):
         ck.set_state(sr.BPTT(cell), state)
 
 
@@ -537,10 +537,10 @@ def test_get_state_copies():
     learner = sr.RTRL(cell)
     learner.forward(np.ones(2))
     state = ck.get_state(learner)
-    kept = {k: v.copy() for k, v in state["arrays"].items()}
+    kept = {k: v.copy() for k, v in state["state"].items() if isinstance(v, np.ndarray)}
     learner.backward(np.ones(3))
     learner.forward(np.ones(2))
-    assert_identical(state["arrays"], kept)
+    assert_identical({k: v for k, v in state["state"].items() if isinstance(v, np.ndarray)}, kept)
 
 
 # -- optimizers, readouts, cells, generators ----------------------------------------------
@@ -567,9 +567,10 @@ def _optimizer_run(tmp_path, make, replace=None, lr=None):
         opt2.lr = lr
     state = snap["opt"]
     if replace == "slots":
-        state = dict(state, slots=ck.get_state(opt2)["slots"])
+        state = dict(state, state={**state["state"], **{k: v for k, v in ck.get_state(opt2)["state"].items()
+                                                        if k in opt2.slot_names}})
     elif replace == "n_updates":
-        state = dict(state, n_updates=0)
+        state = dict(state, state=dict(state["state"], n_updates=0))
     ck.set_state(opt2, state)
     for g in grads[9:]:
         opt.step(list(g))
@@ -604,7 +605,7 @@ def test_optimizer_refusals():
     with pytest.raises(ValueError, match="dtypes"):
         ck.set_state(sr.Adam([np.zeros(3), np.zeros(2, np.float32)]), ck.get_state(adam))
     state = ck.get_state(adam)
-    state["hyperparameters"]["lr"] = -1.0
+    state["state"]["hyperparameters"]["lr"] = -1.0
     with pytest.raises(ValueError, match="lr"):
         ck.set_state(adam, state)
 
@@ -634,10 +635,10 @@ def _readout_run(tmp_path, kind, batch, replace=None):
             readout.params -= 0.1 * readout.grad()
     snap = _through_file(tmp_path, "ro", ck.get_state(readout))
     twin = sr.LinearReadout(cell, seed=77, **args)
-    if replace == "acc":
-        snap["acc"] = np.zeros_like(snap["acc"])
+    if replace == "accumulator":
+        snap["state"]["accumulator"] = np.zeros_like(snap["state"]["accumulator"])
     elif replace == "feedback_weights":
-        snap["feedback_weights"] = ck.get_state(twin)["feedback_weights"]
+        snap["state"]["feedback_weights"] = ck.get_state(twin)["state"]["feedback_weights"]
     ck.set_state(twin, snap)
     traces = [[], []]
     for t in range(6, 14):
@@ -658,7 +659,8 @@ def test_readout_resumes_bit_for_bit(tmp_path, kind, batch):
     assert_identical(twin, original)
 
 
-@pytest.mark.parametrize("kind,replace", [("mse", "acc"), ("ce_random", "acc"), ("ce_random", "feedback_weights")])
+@pytest.mark.parametrize("kind,replace", [("mse", "accumulator"), ("ce_random", "accumulator"),
+                                          ("ce_random", "feedback_weights")])
 def test_readout_missing_piece_is_noticed(tmp_path, kind, replace):
     original, twin = _readout_run(tmp_path, kind, None, replace)
     with pytest.raises(AssertionError):
@@ -761,7 +763,7 @@ def test_parallel_setting_is_not_part_of_the_state():
         serial.backward(cs[t])
     serial.forward(xs[6])
     split = sr.SnAp(cell, 2, parallel=True)
-    assert split._split and not serial._split
+    assert split._core.split and not serial._core.split
     ck.set_state(split, ck.get_state(serial))
     for lrn in (serial, split):
         lrn.backward(cs[6])

@@ -22,8 +22,8 @@ def test_gradcheck_passes_correct_cells(kind, dtype):
     assert report.pattern_misses == {"dynamics": 0, "immediate": 0}
     by_name = {r.name: r for r in report.learners}
     assert set(by_name) == {"RTRL", "SnAp-1", "SnAp-2", "UORO"}
-    assert by_name["RTRL"].kind == "exact"
-    assert by_name["UORO"].kind == "stochastic"
+    assert by_name["RTRL"].category == "exact"
+    assert by_name["UORO"].category == "stochastic"
     tol = 1e-10 if dtype == np.float64 else 2e-3
     assert by_name["RTRL"].vs_bptt["all"] < tol
     assert set(by_name["RTRL"].vs_bptt) == set(cell.weight_names) | {"all"}
@@ -74,7 +74,7 @@ def test_gradcheck_catches_a_wrong_immediate_jacobian():
 class _MissingLocalLSTM(sr.LSTM):
     """A cell that under-declares its dynamics: forgets that h_i depends on its own c_i."""
 
-    def _local_touch(self):
+    def local_touch(self):
         return [[False, False], [False, True]]
 
 

@@ -89,7 +89,7 @@ def without_self_connections(cell):
     for name, pat in cell.patterns.items():
         recurrent = name == "W" or name.startswith("W_h")
         patterns[name] = sr.Pattern.from_mask(pat.to_dense() & ~eye) if recurrent else pat
-    kwargs = ({"alpha": cell.alpha, "activation": cell.activation} if cell.kind == "vanilla"
+    kwargs = ({"alpha": cell.alpha, "activation": cell.activation} if cell.key == "vanilla"
               else {"shared_pattern": cell.shared_pattern})
     return type(cell)(cell.n_in, cell.n_hidden, pattern=patterns, seed=1, dtype=cell.dtype, **kwargs)
 
@@ -402,7 +402,7 @@ DETERMINISTIC = {"RFLO": RFLO, "EProp": EProp, "KeRNL(lr=0)": lambda c, **k: KeR
 @pytest.mark.parametrize("name", list(DETERMINISTIC))
 @given(cell=cells(), batch=st.integers(2, 4), parallel=st.booleans(), seed=seeds, dtype=dtypes)
 def test_batched_streams_equal_single_streams_exactly(name, cell, batch, parallel, seed, dtype):
-    if name != "EProp" and cell.kind != "vanilla":
+    if name != "EProp" and cell.key != "vanilla":
         cell = make_cell("vanilla", cell.n_in, cell.n_hidden, 0.5, seed=seed)
     cell = cell.astype(dtype)
     make = DETERMINISTIC[name]

@@ -71,11 +71,13 @@ def test_cell_arrays_and_views_are_not_counted():
     # of the presynaptic indices kept for the kernels) are the cell's memory.
     cell_bytes = cell.params.nbytes + sum(v.nbytes for v in vars(cell.structure).values()
                                           if isinstance(v, np.ndarray))
-    own = (learner._J.nbytes + learner._acc.nbytes + learner._state.nbytes + learner._next.nbytes
-           + learner._coef.nbytes + learner._dloc.nbytes + learner._presyn.nbytes + learner._dyn.nbytes
-           + learner._scratch.nbytes + learner._no_credit.nbytes)
-    assert own <= total < own + cell_bytes + sum(a.nbytes for a in learner._plan.values() if isinstance(a, np.ndarray)) \
-        + sum(a.nbytes for a in learner._dyn_plan) + learner._chunk_ptr.nbytes + 1
+    core = learner._core
+    own = (core.J.nbytes + learner._acc.nbytes + learner._state.nbytes + learner._next.nbytes
+           + learner._coef.nbytes + learner._dloc.nbytes + learner._presyn.nbytes + core.dynamics.values.nbytes
+           + core.scratch.nbytes + learner._no_credit.nbytes)
+    plans = (sum(a.nbytes for a in learner._layout.plan) + learner._layout.block_params.nbytes
+             + sum(a.nbytes for a in core.dynamics.plan) + core.chunk_ptr.nbytes + core.diag_entry.nbytes)
+    assert own <= total < own + cell_bytes + plans + 1
 
 
 def test_memory_scales_with_the_mask_not_with_s_times_p():

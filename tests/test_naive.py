@@ -88,7 +88,7 @@ def make_cell(kind, n=4, n_in=2, density=0.5, seed=0, alpha=1.0,
     P = sum(w.data.size if naive.is_matrix_name(k) else w.size
             for k, w in weights.items())
     cell = types.SimpleNamespace(
-        kind=kind, n_in=n_in, n_hidden=n,
+        key=kind, n_in=n_in, n_hidden=n,
         n_state=2 * n if kind == "lstm" else n, n_params=P,
         weight_names=names, weights=weights)
     if kind == "vanilla":
@@ -106,7 +106,7 @@ def random_sequence(cell, T, seed):
 def random_point(cell, seed):
     rng = np.random.default_rng(2000 + seed)
     s = rng.normal(size=cell.n_state) * 0.8
-    if cell.kind != "lstm":
+    if cell.key != "lstm":
         s = np.tanh(s)  # h of gru/vanilla lives in (-1, 1)
     return s, rng.normal(size=cell.n_in)
 
@@ -154,10 +154,10 @@ def loop_step(cell, s, x):
     n = cell.n_hidden
     out = np.zeros(cell.n_state)
     for i in range(n):
-        if cell.kind == "vanilla":
+        if cell.key == "vanilla":
             a = _row_dot(w["W"], i, s) + _row_dot(w["U"], i, x) + w["b"][i]
             out[i] = (1 - cell.alpha) * s[i] + cell.alpha * math.tanh(a)
-        elif cell.kind == "gru":
+        elif cell.key == "gru":
             r = _sig(_row_dot(w["W_ir"], i, x) + _row_dot(w["W_hr"], i, s)
                      + w["b_r"][i])
             z = _sig(_row_dot(w["W_iz"], i, x) + _row_dot(w["W_hz"], i, s)
@@ -223,7 +223,7 @@ def test_step_scalar_by_hand():
     # n = 1, n_in = 1, hand-written formulas with math only.
     w, u, b, a = 0.7, -1.3, 0.2, 0.4
     cell = types.SimpleNamespace(
-        kind="vanilla", n_in=1, n_hidden=1, n_state=1, n_params=3, alpha=a,
+        key="vanilla", n_in=1, n_hidden=1, n_state=1, n_params=3, alpha=a,
         weight_names=("W", "U", "b"),
         weights={"W": FakeCSR([[True]], np.array([[w]])),
                  "U": FakeCSR([[True]], np.array([[u]])),
@@ -285,7 +285,7 @@ def test_structures_cover_actual_nonzeros(cfg):
         assert not np.any((I != 0) & ~Is)
     # vanilla/gru: one state per parameter; lstm: 2 for i,f,g and 1 for o.
     counts = Is.sum(axis=0)
-    if cell.kind == "lstm":
+    if cell.key == "lstm":
         for p, (name, _, _) in enumerate(naive.param_index(cell)):
             assert counts[p] == (1 if name.endswith("o") else 2)
     else:

@@ -80,7 +80,8 @@ def _check_split_equals_serial(cell, n, seed):
     for parallel in (False, True):
         learner = sr.SnAp(cell, n, parallel=parallel)
         if parallel and not learner.diagonal:
-            assert learner._split and learner._scratch.shape[0] == learner._chunk_ptr.shape[0] - 1 >= 1
+            core = learner._core
+            assert core.split and core.scratch.shape[0] == core.chunk_ptr.shape[0] - 1 >= 1
         out = []
         for t in range(5):
             out.append(learner.forward(xs[t]))

@@ -174,7 +174,7 @@ def test_divergence_is_reported_with_its_step_and_keeps_the_last_good_checkpoint
     on_disk = checkpoint.load(str(tmp_path / "run" / "checkpoint.npz"))
     assert 100 <= on_disk["step"] < step
     assert_same(on_disk, saved_states[-1])  # the last checkpoint written is the one on disk, whole
-    assert np.all(np.isfinite(on_disk["cell"]["params"]))
+    assert np.all(np.isfinite(on_disk["cell"]["state"]["params"]))
     # Resuming from it is possible (with the original learning rate it would go on training).
     assert Trainer.resume(tmp_path / "run", progress=False).step == on_disk["step"]
 
@@ -198,7 +198,7 @@ def test_evaluate_matches_a_plain_loop(tmp_path):
     trainer = Trainer(small_config(eval_steps=60), tmp_path / "run", progress=False)
     trainer.run()
     task = trainer.task.held_out(trainer._eval_seed)
-    V, c = trainer.readout.weights["V"].astype(np.float64), trainer.readout.weights["c"].astype(np.float64)
+    V, c = trainer.readout.weights["V"].astype(np.float64), trainer.readout.weights["bias"].astype(np.float64)
     s = np.zeros(trainer.cell.n_state)
     errs = []
     while len(errs) < 60:

@@ -15,7 +15,7 @@ from conftest import make_cell
 def _readout_loss(readout, s, target):
     """Reference loss in float64 from the readout's weights, straight from the definition."""
     V = readout.weights["V"].astype(np.float64)
-    c = readout.weights["c"].astype(np.float64)
+    c = readout.weights["bias"].astype(np.float64)
     y = V @ np.asarray(s, np.float64)[: readout.n_hidden] + c
     if readout.loss == "mse":
         return 0.5 * np.sum((y - target) ** 2)
@@ -98,7 +98,7 @@ def test_readout_batched_equals_per_stream_and_predict():
         v, c = readout.step(s, int(t))
         parts.append(c)
         g_sum += readout.grad()
-        assert readout.predict(s) == pytest.approx(readout.weights["V"] @ s[: cell.n_hidden] + readout.weights["c"])
+        assert readout.predict(s) == pytest.approx(readout.weights["V"] @ s[: cell.n_hidden] + readout.weights["bias"])
     assert total == pytest.approx(sum(_readout_loss(readout, s, t) for s, t in zip(S, targets)))
     np.testing.assert_allclose(credits, np.array(parts), rtol=1e-12)
     np.testing.assert_allclose(g_batch, g_sum, rtol=1e-12)

@@ -304,7 +304,7 @@ def gru():
 @pytest.mark.parametrize("learner", LEARNERS)
 @pytest.mark.parametrize("not_a_cell", [
     "gru", None, 3, sr.GRU, sr.Pattern.dense((2, 2)),
-    types.SimpleNamespace(n_in=2, n_hidden=3, n_state=3, n_params=5, kind="vanilla"),
+    types.SimpleNamespace(n_in=2, n_hidden=3, n_state=3, n_params=5, key="vanilla"),
 ], ids=["str", "None", "int", "class", "Pattern", "duck"])
 def test_learner_needs_a_cell(learner, not_a_cell):
     with pytest.raises(TypeError, match="cell"):

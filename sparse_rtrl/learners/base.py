@@ -330,7 +330,8 @@ class Learner(Stateful, Registered):
     def _identity(self):
         from ..registry import class_id
 
-        return {"config": self.config(), "cell": {"class": class_id(type(self.cell)), **self.cell._identity()}}
+        return {"config": self._compared_config(),
+                "cell": {"class": class_id(type(self.cell)), **self.cell._identity()}}
 
     def _state_problems(self, state):
         return [f"{name} = {state[name]} is negative" for name in ("n_steps",) if state[name] < 0]

@@ -343,7 +343,7 @@ class SnAp(Learner, key="snap"):
 
     structure = "sparse"
     spec_number = "n"
-    spec_examples = (1, 2)
+    spec_examples = (1, 2, 3)
     _state_fields = CORE_FIELDS
     _memory_parts = CORE_MEMORY
 

@@ -116,7 +116,7 @@ class LinearReadout(Readout, key="linear"):
         super().load_state_dict(state)
 
     def _identity(self):
-        return {"config": self.config(), "cell": {"n_hidden": self.n_hidden, "n_state": self.n_state,
+        return {"config": self._compared_config(), "cell": {"n_hidden": self.n_hidden, "n_state": self.n_state,
                                                   "dtype": self.dtype.name}}
 
     @property
