@@ -6,7 +6,7 @@ compiled (then cached on disk), only when first used.
 
 from .cells import GRU, LSTM, Cell, CellStructure, Jacobians, SparseWeight, VanillaRNN
 from .learners import (BPTT, DNI, KFRTRL, RFLO, RKFRTRL, RTRL, TBPTT, UORO, DNIb, EProp, FutureBPTT, KeRNL,
-                       Learner, SnAp)
+                       Learner, ReadoutOnly, SnAp)
 from .gradcheck import GradCheckReport, gradcheck
 from .metrics import alignment, estimator_variance
 from .training.online import DivergenceError, train_online
@@ -21,7 +21,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BPTT", "DNI", "DNIb", "EProp", "FutureBPTT", "GRU", "GradCheckReport", "KFRTRL", "KeRNL", "LSTM", "RFLO",
-    "RKFRTRL", "RTRL", "TBPTT", "UORO", "Adam", "Cell", "CellStructure", "DivergenceError", "Jacobians",
+    "RKFRTRL", "RTRL", "ReadoutOnly", "TBPTT", "UORO", "Adam", "Cell", "CellStructure", "DivergenceError", "Jacobians",
     "Learner", "LinearReadout", "Optimizer", "Pattern", "SGD", "SnAp", "SparseWeight", "VanillaRNN",
     "alignment", "estimator_variance", "gradcheck", "train_online", "RunConfig", "Trainer", "TrainingDiverged",
     "checkpoint", "registry", "tasks",

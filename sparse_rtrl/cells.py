@@ -594,16 +594,17 @@ class Cell(Stateful, Registered, abc.ABC):
         )
         return out if batched else out[0]
 
-    def advance(self, s_prev, x, s_next, coef, dloc, presyn, parallel=False):
+    def advance(self, s_prev, x, s_next, coef, dloc, presyn, parallel=False, jacobians=True):
         """Low-level step for learner authors: no validation, batched buffers.
 
-        Writes ``s_next`` (B, S), ``coef`` (B, S, n_gates), ``dloc``
-        (B, n_hidden, m, m) and ``presyn`` (B, n_presyn). All arrays must be
-        C-contiguous and of the cell's dtype; see ``_cell_kernels``. With
-        ``parallel=True`` the streams are spread over the cores (same result).
+        Writes ``s_next`` (B, S) and, with ``jacobians`` (the default), ``coef``
+        (B, S, n_gates), ``dloc`` (B, n_hidden, m, m) and ``presyn`` (B,
+        n_presyn). All arrays must be C-contiguous and of the cell's dtype;
+        see ``_cell_kernels``. With ``parallel=True`` the streams are spread
+        over the cores (same result).
         """
         kernel = self.kernel_par if parallel else self.kernel
-        kernel(self.kernel_args, s_prev, x, s_next, coef, dloc, presyn, True)
+        kernel(self.kernel_args, s_prev, x, s_next, coef, dloc, presyn, jacobians)
 
     def jacobians(self, s, x):
         """The next state and both Jacobians at ``(s, x)``, as scipy CSR matrices.

@@ -27,16 +27,10 @@ DTYPES = (np.float32, np.float64)
 
 
 def make_cell(kind, n_in, n_hidden, density, seed, dtype=np.float64, **kwargs):
-    """Build one of the built-in cells by kind name."""
+    """A cell from the cell table by key (the library's one factory)."""
     import sparse_rtrl as sr
 
-    if kind == "vanilla":
-        return sr.VanillaRNN(n_in, n_hidden, density=density, seed=seed, dtype=dtype, **kwargs)
-    if kind == "gru":
-        return sr.GRU(n_in, n_hidden, density=density, seed=seed, dtype=dtype, **kwargs)
-    if kind == "lstm":
-        return sr.LSTM(n_in, n_hidden, density=density, seed=seed, dtype=dtype, **kwargs)
-    raise ValueError(kind)
+    return sr.registry.make_cell(kind, n_in, n_hidden, density, seed, dtype, **kwargs)
 
 
 @st.composite

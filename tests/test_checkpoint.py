@@ -19,7 +19,7 @@ from hypothesis.extra import numpy as hnp
 import sparse_rtrl as sr
 from conftest import DTYPES, make_cell
 from sparse_rtrl import checkpoint as ck
-from test_lifecycle import CASES, LEARNERS
+from learner_table import CASES, LEARNERS
 
 
 # -- exact comparison ---------------------------------------------------------------
@@ -405,7 +405,7 @@ MISSING = [
     ("RTRL", "influence", "both"), ("RTRL", "accumulator", "both"), ("RTRL", "dynamics", "mid"),
     ("RTRL", "presynaptic", "mid"), ("RTRL", "pending", "mid"), ("RTRL", "cell", "both"),
     ("BPTT", "state", "both"), ("TBPTT(3)", "window_credit", "both"),
-    ("TBPTT(3)", "window_presynaptic", "both"), ("SnAp(2)", "influence", "both"),
+    ("TBPTT(3)", "window_presynaptic", "both"), ("SnAp-2", "influence", "both"),
     ("UORO", "rng", "both"), ("UORO", "param_factor", "both"),
     ("KF-RTRL", "rng", "both"), ("KF-RTRL", "factor_b", "both"),
     ("R-KF-RTRL", "rng", "both"), ("RFLO", "trace", "both"),

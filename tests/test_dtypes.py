@@ -21,9 +21,9 @@ LEARNERS = {
     "RTRL": lambda c, B: sr.RTRL(c, batch_size=B),
     "BPTT": lambda c, B: sr.BPTT(c, batch_size=B),
     "TBPTT(2)": lambda c, B: sr.TBPTT(c, truncation=2, batch_size=B),
-    "SnAp(1)": lambda c, B: sr.SnAp(c, 1, batch_size=B),
-    "SnAp(2)": lambda c, B: sr.SnAp(c, 2, batch_size=B),
-    "SnAp(3)": lambda c, B: sr.SnAp(c, 3, batch_size=B),
+    "SnAp-1": lambda c, B: sr.SnAp(c, 1, batch_size=B),
+    "SnAp-2": lambda c, B: sr.SnAp(c, 2, batch_size=B),
+    "SnAp-3": lambda c, B: sr.SnAp(c, 3, batch_size=B),
     "UORO": lambda c, B: sr.UORO(c, seed=7, batch_size=B),
 }
 

@@ -7,28 +7,13 @@ from hypothesis import strategies as st
 
 import sparse_rtrl as sr
 from conftest import cells
+from learner_table import LEARNERS as TABLE
 
-LEARNERS = {
-    "RTRL": lambda c, **k: sr.RTRL(c, **k),
-    "BPTT": lambda c, **k: sr.BPTT(c, **k),
-    "TBPTT(3)": lambda c, **k: sr.TBPTT(c, 3, **k),
-    "SnAp-1": lambda c, **k: sr.SnAp(c, 1, **k),
-    "SnAp-2": lambda c, **k: sr.SnAp(c, 2, **k),
-    "UORO": lambda c, **k: sr.UORO(c, seed=5, **k),
-    "KF-RTRL": lambda c, **k: sr.KFRTRL(c, seed=5, **k),
-    "R-KF-RTRL": lambda c, **k: sr.RKFRTRL(c, seed=5, **k),
-    "RFLO": lambda c, **k: sr.RFLO(c, **k),
-    "KeRNL": lambda c, **k: sr.KeRNL(c, lr=1e-2, sigma=1e-2, seed=5, **k),
-    "e-prop": lambda c, **k: sr.EProp(c, **k),
-    "F-BPTT(3)": lambda c, **k: sr.FutureBPTT(c, 3, **k),
-    "DNI": lambda c, **k: sr.DNI(c, lr=0.05, **k),
-    "DNIb": lambda c, **k: sr.DNIb(c, lr=0.05, **k),
-}
-VANILLA_ONLY = {"KF-RTRL", "R-KF-RTRL", "RFLO", "KeRNL"}
+LEARNERS = {name: spec.make for name, spec in TABLE.items()}
 
 
 def cells_for(name):
-    return cells(kinds=("vanilla",)) if name in VANILLA_ONLY else cells()
+    return cells(kinds=TABLE[name].cells)
 
 
 @pytest.mark.parametrize("name", list(LEARNERS))
@@ -123,8 +108,7 @@ def test_parallel_default_depends_on_work():
 # one call, so a batch's streams see other draws than single learners would
 # (test_kronecker checks their streams against single learners fed the same
 # draws); KeRNL and DNI share one learned model across the streams of a batch.
-INDEPENDENT_STREAMS = {k: v for k, v in LEARNERS.items()
-                       if k not in ("UORO", "KF-RTRL", "R-KF-RTRL", "KeRNL", "DNI", "DNIb")}
+INDEPENDENT_STREAMS = {k: v for k, v in LEARNERS.items() if not (TABLE[k].stochastic or TABLE[k].learned)}
 
 
 @pytest.mark.parametrize("name", list(INDEPENDENT_STREAMS))

@@ -109,6 +109,8 @@ class Learner(Stateful, Registered):
     spec_examples: ClassVar[tuple] = ()
     #: ``grad()`` is the exact gradient (see ``exact_for``).
     exact = False
+    #: Whether ``forward`` needs the cell's Jacobian factors (``coef``, ``dloc``, ``presyn``).
+    needs_jacobians: ClassVar[bool] = True
 
     #: Which attributes hold what, for ``memory()`` (dotted paths reach into helpers); the rest is workspace.
     _memory_parts: ClassVar[dict] = {}
@@ -225,7 +227,7 @@ class Learner(Stateful, Registered):
         x = self._check_batch(x, "x", self.cell.n_in)
         self._prepare_step()
         coef, dloc, presyn = self._step_buffers()
-        self.cell.advance(self._state, x, self._next, coef, dloc, presyn, self._parallel)
+        self.cell.advance(self._state, x, self._next, coef, dloc, presyn, self._parallel, self.needs_jacobians)
         self._state, self._next = self._next, self._state
         self.n_steps += 1
         self._after_step(coef, dloc, presyn)
