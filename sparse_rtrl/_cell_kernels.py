@@ -95,7 +95,7 @@ def _fast_tanh_impl(x):
 # data) or, when its pattern is dense, as a 2-D array (a view of its slice of
 # the parameters). row_dot and friends pick the loop from the argument's type
 # at compile time: contiguous rows get a reassociated loop that vectorises,
-# sparse rows a scalar gather loop (GATHER_FASTMATH, see _jit). Choosing at
+# sparse rows a scalar gather loop (``math="gather"``, see _jit). Choosing at
 # run time instead, with a branch per row, was measured to slow every row.
 
 

@@ -51,9 +51,6 @@ MATH = {
     "contract": frozenset({"contract"}),
     "strict": frozenset(),
 }
-#: The default set, and the one for indexed loads (see the module docstring).
-FASTMATH = MATH["reassoc"]
-GATHER_FASTMATH = MATH["gather"]
 CACHE = os.environ.get("SPARSE_RTRL_NUMBA_CACHE", "1") != "0"
 
 

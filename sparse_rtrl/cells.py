@@ -555,7 +555,7 @@ class Cell(Stateful, Registered, abc.ABC):
     def n_presyn(self):
         return self.structure.n_presyn
 
-    def init_state(self):
+    def init_state(self) -> np.ndarray:
         """Zero state of shape ``(S,)`` in the cell's dtype."""
         return np.zeros(self.n_state, dtype=self.dtype)
 
@@ -572,7 +572,7 @@ class Cell(Stateful, Registered, abc.ABC):
             x = check_real_array(x, "x", (self.n_in,), self.dtype)[None]
         return s, x, batched
 
-    def step(self, s, x):
+    def step(self, s, x) -> np.ndarray:
         """The next state ``f(s, x)``.
 
         Parameters
@@ -606,7 +606,7 @@ class Cell(Stateful, Registered, abc.ABC):
         kernel = self.kernel_par if parallel else self.kernel
         kernel(self.kernel_args, s_prev, x, s_next, coef, dloc, presyn, jacobians)
 
-    def jacobians(self, s, x):
+    def jacobians(self, s, x) -> Jacobians:
         """The next state and both Jacobians at ``(s, x)``, as scipy CSR matrices.
 
         Returns

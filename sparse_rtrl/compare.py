@@ -13,7 +13,7 @@ from . import registry
 from ._io import save_figure, write_csv
 
 
-def stream_credits(cell, readout, task, steps):
+def stream_credits(cell, readout, task, steps: int) -> tuple:
     """Inputs ``(steps, n_in)`` of ``task`` and the credits ``(steps, S)`` of ``readout``'s loss
     along the cell's trajectory, weights frozen. Clears the readout's accumulated gradient."""
     xs, ys = [], []
@@ -45,7 +45,8 @@ def trajectory(task_cfg, cell_kind, n_hidden, density, alpha, steps, dtype="floa
     return cell, inputs, credits
 
 
-def compare(task_cfg, cell_kind, n_hidden, density, alpha, learners, steps=400, every=1, seeds=40,
+def compare(task_cfg: dict, cell_kind: str, n_hidden: int, density: float, alpha, learners, steps: int = 400,
+            every: int = 1, seeds: int = 40,
             dtype="float64", seed=0, out=None):
     """Alignment of ``learners`` (specs) with RTRL, and variance of the stochastic ones.
 

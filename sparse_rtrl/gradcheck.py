@@ -197,7 +197,8 @@ def _groups(cell, g):
     return {name: g[cell.weight_slice(name)] for name in cell.weight_names}
 
 
-def gradcheck(cell, learners=None, n_steps=8, seed=0, eps=1e-6, exact_tol=None):
+def gradcheck(cell: Cell, learners=None, n_steps: int = 8, seed: int = 0, eps: float = 1e-6,
+              exact_tol: float = None) -> "GradCheckReport":
     """Check a cell's Jacobians and learners' gradients against BPTT and finite differences.
 
     Parameters

@@ -52,7 +52,7 @@ def _cosine(a, b):
     return float(np.dot(a, b) / (na * nb))
 
 
-def alignment(learners, inputs, credits, reference=None, every=1):
+def alignment(learners: dict, inputs, credits, reference=None, every: int = 1) -> dict:
     """Cosine of each learner's gradient with a reference's, along one trajectory.
 
     Parameters
@@ -139,7 +139,7 @@ def alignment(learners, inputs, credits, reference=None, every=1):
     return out
 
 
-def estimator_variance(make_learner, inputs, credits, seeds, reference=None):
+def estimator_variance(make_learner, inputs, credits, seeds, reference=None) -> dict:
     """Spread of a stochastic learner's gradient estimates across seeds, step by step.
 
     Parameters

@@ -186,32 +186,3 @@ class Pattern:
 
     def __repr__(self):
         return f"Pattern(shape={self.shape}, nnz={self.nnz}, density={self.density:.3g})"
-
-
-def union_structure(shape, parts):
-    """CSR union of several placed patterns, with a map from each part into it.
-
-    Parameters
-    ----------
-    shape : (int, int)
-        Shape of the union matrix.
-    parts : list of (row_offset, col_offset, Pattern)
-        Each pattern is placed with its ``(0, 0)`` entry at the offsets.
-
-    Returns
-    -------
-    union : Pattern
-    maps : list of int32 arrays
-        ``maps[k][e]`` is the position in ``union`` of entry ``e`` of part ``k``.
-    """
-    n_rows, n_cols = shape
-    keys = []
-    for row_off, col_off, pat in parts:
-        keys.append((pat.rows().astype(np.int64) + row_off) * n_cols + pat.indices + col_off)
-    all_keys = np.unique(np.concatenate(keys)) if keys else np.zeros(0, dtype=np.int64)
-    rows = all_keys // n_cols
-    indptr = np.zeros(n_rows + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=n_rows), out=indptr[1:])
-    union = Pattern(indptr, all_keys % n_cols, (n_rows, n_cols))
-    maps = [np.searchsorted(all_keys, k).astype(np.int32) for k in keys]
-    return union, maps

@@ -123,7 +123,7 @@ def learner_specs_help():
     return ", ".join(out)
 
 
-def parse_learner(spec):
+def parse_learner(spec: str) -> tuple:
     """``(class, number)`` of a learner spec, e.g. ``(SnAp, 2)`` for ``"snap2"`` or ``(RTRL, None)``.
 
     Raises ``ValueError`` naming the spec when it is not one of the known forms.
@@ -153,7 +153,7 @@ def learner_spec(learner):
     return cls.key + (str(getattr(learner, cls.spec_number)) if cls.spec_number else "")
 
 
-def make_learner(spec, cell, batch_size=None, seed=0, **options):
+def make_learner(spec: str, cell, batch_size: int = None, seed=0, **options):
     """Build the learner named by ``spec`` on ``cell``.
 
     ``seed`` goes to the learners that draw random numbers (those whose
@@ -186,7 +186,7 @@ def example_specs(cell=None):
 
 # -- cells, optimisers ----------------------------------------------------------------
 
-def make_cell(key, n_in, n_hidden, density=1.0, seed=0, dtype="float64", **options):
+def make_cell(key: str, n_in: int, n_hidden: int, density: float = 1.0, seed=0, dtype="float64", **options):
     """The cell of type ``key`` (``"vanilla"``, ``"gru"``, ...); ``options`` go to its constructor.
 
     An option the cell does not take (``alpha`` for a GRU) is a ``ValueError``
@@ -203,7 +203,7 @@ def make_cell(key, n_in, n_hidden, density=1.0, seed=0, dtype="float64", **optio
     return cls(n_in, n_hidden, density=density, seed=seed, dtype=np.dtype(dtype), **options)
 
 
-def make_optimizer(key, params, lr, **options):
+def make_optimizer(key: str, params, lr: float, **options):
     """The optimiser of type ``key`` (``"sgd"``, ``"adam"``) over ``params``.
 
     Options that are zero or None (``momentum=0`` for Adam, say) are dropped;

@@ -628,7 +628,6 @@ def _readout_run(tmp_path, kind, batch, replace=None):
     else:
         targets = rng.integers(0, args["n_out"], size=(14,) + lead)
         targets = [int(t) for t in targets] if batch is None else targets
-    out = []
     for t in range(6):
         readout.step(states[t], targets[t])
         if t == 3:

@@ -1,4 +1,4 @@
-"""Unit and boundary tests of :class:`sparse_rtrl.Pattern` and ``union_structure``.
+"""Unit and boundary tests of :class:`sparse_rtrl.Pattern`.
 
 A pattern is the structure of a CSR matrix. Every index plan in the library is
 built from patterns, and kernels index with them without bounds checks, so a
@@ -14,7 +14,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sparse_rtrl import Pattern
-from sparse_rtrl.patterns import union_structure
 
 # ---------------------------------------------------------------------------
 # Strategies and helpers
@@ -516,58 +515,3 @@ def test_error_names_the_argument_given_by_name():
     m = sp.csr_matrix((np.ones(2), np.array([1, 0]), np.array([0, 2, 2])), shape=(2, 3))
     with pytest.raises(ValueError, match="W_hz"):
         Pattern.from_scipy(m, name="W_hz")
-
-
-# ---------------------------------------------------------------------------
-# union_structure
-# ---------------------------------------------------------------------------
-
-
-@st.composite
-def placed_parts(draw):
-    n_rows = draw(st.integers(1, 8))
-    n_cols = draw(st.integers(1, 8))
-    n_parts = draw(st.integers(1, 4))
-    parts = []
-    for _ in range(n_parts):
-        r = draw(st.integers(1, n_rows))
-        c = draw(st.integers(1, n_cols))
-        ro = draw(st.integers(0, n_rows - r))
-        co = draw(st.integers(0, n_cols - c))
-        mask = draw(masks(max_rows=r, max_cols=c, min_rows=r, min_cols=c))
-        parts.append((ro, co, Pattern.from_mask(mask)))
-    return (n_rows, n_cols), parts
-
-
-@given(placed_parts())
-def test_union_structure_against_dense(case):
-    shape, parts = case
-    union, maps = union_structure(shape, parts)
-    expected = np.zeros(shape, dtype=bool)
-    for ro, co, pat in parts:
-        r, c = pat.shape
-        expected[ro:ro + r, co:co + c] |= pat.to_dense()
-    assert union.shape == shape
-    np.testing.assert_array_equal(union.to_dense(), expected)
-    assert union == Pattern.from_mask(expected)
-    assert len(maps) == len(parts)
-    union_rows = union.rows()
-    for (ro, co, pat), m in zip(parts, maps):
-        assert m.shape == (pat.nnz,)
-        assert m.dtype == np.int32
-        if pat.nnz:
-            assert m.min() >= 0 and m.max() < union.nnz
-        # Entry e of the part sits at (row + ro, col + co) of the union.
-        np.testing.assert_array_equal(union_rows[m], pat.rows() + ro)
-        np.testing.assert_array_equal(union.indices[m], pat.indices + co)
-
-
-def test_union_structure_overlap_small_example():
-    diag = Pattern.diagonal(3)
-    first_col = Pattern.from_mask(np.array([[1], [1], [0]], dtype=bool))
-    union, (m_diag, m_col) = union_structure((3, 3), [(0, 0, diag), (0, 0, first_col)])
-    # union: row 0 {0}, row 1 {0, 1}, row 2 {2}
-    np.testing.assert_array_equal(union.indptr, [0, 1, 3, 4])
-    np.testing.assert_array_equal(union.indices, [0, 0, 1, 2])
-    np.testing.assert_array_equal(m_diag, [0, 2, 3])
-    np.testing.assert_array_equal(m_col, [0, 1])

@@ -6,7 +6,6 @@ import os
 import numpy as np
 import pytest
 
-import sparse_rtrl as sr
 from sparse_rtrl import checkpoint
 from sparse_rtrl.cli import main
 from sparse_rtrl.training.trainer import RunConfig, Trainer, TrainingDiverged, read_log

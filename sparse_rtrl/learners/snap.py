@@ -410,7 +410,7 @@ class SnAp(Learner, key="snap"):
         """The structural mask as a :class:`~sparse_rtrl.Pattern` (S x P)."""
         return self._core.mask()
 
-    def influence(self, stream=0):
+    def influence(self, stream: int = 0):
         """The influence ``J_t`` of one stream as a ``scipy.sparse.csr_matrix`` (S x P)."""
         stream = check_int(stream, "stream", minimum=0, maximum=self._B - 1)
         return self._core.influence(stream)

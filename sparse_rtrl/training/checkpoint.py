@@ -136,7 +136,7 @@ def _write_zip(fileobj, document, arrays):
                 np.lib.format.write_array(member, arr, allow_pickle=False)
 
 
-def save(path, state):
+def save(path, state: dict) -> None:
     """Write ``state`` to ``path`` atomically.
 
     Parameters
@@ -232,7 +232,7 @@ def _read_array(data, key):
     return arr
 
 
-def load(path):
+def load(path) -> dict:
     """Read a state written by :func:`save`.
 
     Parameters
@@ -325,7 +325,7 @@ def _family_and_name(class_id):
     return None, class_id
 
 
-def get_state(obj):
+def get_state(obj) -> dict:
     """The state of a library object, as a record :func:`save` can write.
 
     Parameters
@@ -353,7 +353,7 @@ def get_state(obj):
     return {"class": class_id(type(obj)), "identity": obj._identity(), "state": obj.state_dict()}
 
 
-def set_state(obj, record):
+def set_state(obj, record: dict) -> None:
     """Load a record from :func:`get_state` (or :func:`load`) into ``obj``.
 
     Parameters

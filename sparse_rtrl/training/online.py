@@ -63,7 +63,8 @@ def _check_stream(learner, readout, inputs, targets):
     return xs.reshape(T, B or 1, cell.n_in), ys_f, ys_i
 
 
-def train_online(learner, readout, optimizer, inputs, targets, update_every=1, fused=None):
+def train_online(learner, readout, optimizer, inputs, targets, update_every: int = 1,
+                 fused: bool = None) -> np.ndarray:
     """Train online over a stream: forward, loss, backward; an update every ``update_every`` steps.
 
     Parameters

@@ -759,7 +759,7 @@ class CharLM(Task, key="charlm"):
 
 
 
-def make_task(config):
+def make_task(config: dict) -> "Task":
     """Build a task from a ``config()`` dict: ``TASKS[config["name"]](**rest)``."""
     if not isinstance(config, dict):
         raise TypeError(f"config must be a dict, got {type(config).__name__}")

@@ -208,7 +208,7 @@ class Trainer:
     the last good one.
     """
 
-    def __init__(self, config, folder, progress=None, stream=None, _resuming=False):
+    def __init__(self, config, folder, progress: bool = None, stream=None, _resuming=False):
         if isinstance(config, dict):
             config = RunConfig.from_dict(config)
         if not isinstance(config, RunConfig):
@@ -287,7 +287,7 @@ class Trainer:
         checkpoint.save(self._path("checkpoint.npz"), self.state())
 
     @classmethod
-    def resume(cls, folder, steps=None, progress=None, stream=None):
+    def resume(cls, folder, steps: int = None, progress: bool = None, stream=None) -> "Trainer":
         """Continue the run in ``folder`` from its checkpoint.
 
         ``steps`` (optional) raises the run's total step count. Log lines
@@ -320,7 +320,7 @@ class Trainer:
         return self.task.log_fields()
 
     # -- evaluation ---------------------------------------------------------------------
-    def evaluate(self, n_steps=None):
+    def evaluate(self, n_steps: int = None) -> float:
         """The task's metric on ``n_steps`` of the held-out stream, with the current weights.
 
         Nothing that training uses changes (the cell step and readout
@@ -351,7 +351,7 @@ class Trainer:
         return weighted / count if count else float("nan")
 
     # -- the loop -----------------------------------------------------------------------
-    def run(self):
+    def run(self) -> dict:
         """Train until ``config.steps``; returns the summary dict (also in ``summary.json``)."""
         c = self.config
         bar = _Progress(c.steps, self.stream, self.progress)
