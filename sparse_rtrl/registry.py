@@ -1,4 +1,5 @@
-"""One table per family of classes (cells, learners, optimisers, readouts, tasks, losses), filled by the classes.
+"""One table per family of classes (cells, learners, optimisers, schedules, readouts, tasks, losses), filled by
+the classes.
 
 A class joins its family's table by naming its key where it is defined::
 
@@ -26,8 +27,8 @@ from typing import ClassVar
 
 import numpy as np
 
-__all__ = ["CELLS", "LEARNERS", "LOSSES", "OPTIMIZERS", "READOUTS", "TASKS", "Family", "Registered", "class_id",
-           "learner_spec", "make_cell", "make_learner", "make_optimizer", "parse_learner"]
+__all__ = ["CELLS", "LEARNERS", "LOSSES", "OPTIMIZERS", "READOUTS", "SCHEDULES", "TASKS", "Family", "Registered",
+           "class_id", "learner_spec", "make_cell", "make_learner", "make_optimizer", "make_schedule", "parse_learner"]
 
 
 class Family:
@@ -74,13 +75,15 @@ class Family:
         return f"Family({self.name!r}: {', '.join(self)})"
 
 
+#: The tables, one per family: key -> class (``LEARNERS["snap"] is SnAp``).
 CELLS = Family("cell")
 LEARNERS = Family("learner")
 OPTIMIZERS = Family("optimizer")
 READOUTS = Family("readout")
 TASKS = Family("task")
 LOSSES = Family("loss")
-_FAMILIES = {f.name: f for f in (CELLS, LEARNERS, OPTIMIZERS, READOUTS, TASKS, LOSSES)}
+SCHEDULES = Family("schedule")
+_FAMILIES = {f.name: f for f in (CELLS, LEARNERS, OPTIMIZERS, READOUTS, TASKS, LOSSES, SCHEDULES)}
 
 
 class Registered:
@@ -208,6 +211,8 @@ def make_optimizer(key: str, params, lr: float, **options):
 
     Options that are zero or None (``momentum=0`` for Adam, say) are dropped;
     others the optimiser does not take are a ``ValueError`` naming them.
+    Every optimiser takes ``schedule`` (a schedule from :func:`make_schedule`,
+    or None) and ``weight_decay`` (decoupled, 0 for none).
     """
     _ensure_loaded()
     cls = OPTIMIZERS[key]
@@ -219,3 +224,20 @@ def make_optimizer(key: str, params, lr: float, **options):
         elif value:
             raise ValueError(f"{name} does not apply to {key} ({cls.__name__})")
     return cls(params, lr=lr, **kwargs)
+
+
+def make_schedule(key: str, **options):
+    """The learning-rate schedule of type ``key`` (``"constant"``, ``"step"``, ``"cosine"``).
+
+    ``options`` go to its constructor (``total``, ``final``, ``every``,
+    ``factor``, ``warmup``; see :mod:`sparse_rtrl.training.schedules`); one it does not
+    take is a ``ValueError`` naming it.
+    """
+    _ensure_loaded()
+    cls = SCHEDULES[key]
+    takes = inspect.signature(cls).parameters
+    for name in options:
+        if name not in takes:
+            raise ValueError(f"{name} does not apply to the {key} schedule ({cls.__name__}); "
+                             f"it takes {', '.join(takes)}")
+    return cls(**options)

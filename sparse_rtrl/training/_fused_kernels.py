@@ -26,9 +26,9 @@ def fused_snap(cell_args, theta, buffers, snap, ro, opt, n_updates, xs, ys_f, ys
     Each step: the cell's step and Jacobian factors, D on the entries the
     learner reads, the readout's loss and credit, the influence update with
     gradient accumulation, and every ``update_every`` steps the optimiser on
-    both parameter vectors. ``buffers`` is ``(state, next, coef, dloc,
-    presyn, acc, grad)`` of the learner; ``n_updates`` a one-element array,
-    the optimiser's update count.
+    both parameter vectors (at its scheduled rate, after its weight decay).
+    ``buffers`` is ``(state, next, coef, dloc, presyn, acc, grad)`` of the
+    learner; ``n_updates`` a one-element array, the optimiser's update count.
 
     Returns ``(updates, bad_step)``: optimiser steps taken, and the step at
     which the loss (or the gradient about to be applied) stopped being

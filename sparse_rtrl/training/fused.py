@@ -1,7 +1,8 @@
 """The fused online loop, from Python: when it applies, and how a learner, readout and optimiser enter it.
 
 ``train_online`` runs here whenever it can: a learner with a SnAp core (SnAp,
-e-prop) on a built-in cell, with the linear readout and SGD or Adam. The
+e-prop) on a built-in cell, with the linear readout and SGD or Adam (with a
+built-in schedule or none, with or without weight decay). The
 compiled loop (``_fused_kernels.fused_snap``) removes the Python call overhead
 that dominates small networks and gives the step-by-step path's numbers.
 """
@@ -23,6 +24,8 @@ def fused_obstacle(learner, readout, optimizer):
         return f"the fused loop knows the linear readout, not {type(readout).__name__}"
     if type(optimizer).kernel_args is Optimizer.kernel_args:
         return f"the fused loop knows SGD and Adam, not {type(optimizer).__name__}"
+    if optimizer.schedule is not None and not optimizer.schedule.compiled:
+        return f"the fused loop knows the built-in schedules, not {type(optimizer.schedule).__name__}"
     return None
 
 
