@@ -1,9 +1,11 @@
-"""Task streams for online training: Copy, Add, Mimic and character-level LM.
+"""Task streams for online training: Copy, Add, Mimic, character-level LM, and your own arrays.
 
-Every task generates its own data from a seed (nothing is downloaded) and
-hands it out piece by piece with :meth:`Task.segment`. A trainer trains on a
-segment, then calls :meth:`Task.record` (the Copy curriculum's bookkeeping)
-and :meth:`Task.score` (the task's metric)::
+The built-in tasks generate their own data from a seed (nothing is
+downloaded); :class:`ArrayTask` streams arrays you give, in memory or in
+memory-mapped ``.npy`` files. Every task hands its data out piece by piece
+with :meth:`Task.segment`. A trainer trains on a segment, then calls
+:meth:`Task.record` (bookkeeping such as the Copy curriculum) and
+:meth:`Task.score` (the task's metric)::
 
     task = Copy(n_symbols=2, seed=0)
     seg = task.segment()
@@ -23,12 +25,104 @@ text, a teacher's hidden state, lagged inputs) is returned by
 :meth:`Task.load_state_dict` restores it exactly: a restored task continues
 with bit-identical segments. :meth:`Task.config` gives a JSON-able dict from
 which :func:`make_task` rebuilds the task with fresh state.
+
+The task protocol
+-----------------
+:class:`~sparse_rtrl.training.trainer.Trainer` runs any :class:`Task`: a
+registered one named by ``RunConfig.task``, or an object given as
+``Trainer(config, folder, task=...)`` (and again to ``Trainer.resume``). A
+task of your own subclasses :class:`Task` and must define
+
+- the attributes ``n_in`` (input channels), ``n_out`` (outputs, or classes
+  for cross-entropy), ``loss`` (``"mse"`` or ``"cross_entropy"``),
+  ``metric`` (the name of what :meth:`~Task.score` returns, used in logs),
+  ``episodic`` (True when every segment is an independent episode, so
+  ``seg.reset`` is always True), ``batch_size`` (``None``, or ``B``
+  parallel streams) and ``dtype`` (``numpy.float32`` or ``float64``, the
+  dtype of inputs and real targets, equal to the run's);
+- :meth:`~Task.segment`: return the next :class:`Segment` (inputs,
+  targets, the scored steps, whether the learner must be reset before it)
+  and advance;
+- :meth:`~Task.held_out` ``(seed)``: a task with the same settings on the
+  evaluation data; the trainer takes a new one (same seed) for every
+  evaluation and reads it from its start, so evaluations are comparable;
+- :meth:`~Task.config`: JSON-able settings with a ``"name"``; the trainer
+  records it as the run's ``task`` and, on resume with the task given,
+  checks it is unchanged;
+- :meth:`~Task.state_dict` / :meth:`~Task.load_state_dict` ``(state)``:
+  everything that changes as the stream advances (generator states,
+  positions), as numpy arrays and JSON-able values. A task restored from
+  its state must continue with bit-identical segments: that is what lets a
+  resumed run end exactly like an uninterrupted one. A state that does not
+  fit is refused (``ValueError`` naming the field) with the task unchanged.
+
+It may override
+
+- :meth:`~Task.record` ``(seg, losses)``: bookkeeping after training on a
+  segment (a curriculum); the default only checks ``losses``;
+- :meth:`~Task.score` ``(seg, losses)``: the metric of a segment; the
+  default is the mean loss per scored step and stream, in bits for
+  cross-entropy and as the mean squared error per output for mse;
+- :meth:`~Task.log_fields`: extra JSON-able fields logged with every record
+  of a run (none by default; the copy curriculum's ``length``,
+  :class:`ArrayTask`'s ``epoch``).
+
+``name`` comes from a key (``class Sine(Task, key="sine")`` enters the task
+table, so that :func:`make_task` and the command line can build it from its
+config) or is set as a class attribute. For a task whose data a config
+cannot rebuild, pass the object to the trainer. A task of your own, a sine
+wave to predict one step ahead::
+
+    import tempfile
+    import numpy as np
+    import sparse_rtrl as sr
+
+    class Sine(sr.tasks.Task):
+        name = "sine_wave"                      # not registered: the trainer is given the object
+        loss, metric, episodic, n_in, n_out = "mse", "mse", False, 1, 1
+
+        def __init__(self, omega=0.3, length=50, batch_size=None, seed=0, dtype=np.float64):
+            self.omega, self.length, self.batch_size, self.seed = omega, length, batch_size, seed
+            self.dtype = np.dtype(dtype)
+            self.phase = np.random.default_rng(seed).uniform(0, 2 * np.pi, size=batch_size or 1)
+            self.t = 0                          # the whole state: where the streams are
+
+        def segment(self):
+            t = self.t + np.arange(self.length + 1)[:, None]
+            wave = np.sin(self.omega * t + self.phase)[..., None].astype(self.dtype)  # (T + 1, B, 1)
+            inputs, targets = wave[:-1], wave[1:]
+            if self.batch_size is None:
+                inputs, targets = inputs[:, 0], targets[:, 0]
+            reset, self.t = self.t == 0, self.t + self.length
+            return sr.tasks.Segment(inputs, targets, np.ones(self.length, dtype=bool), reset)
+
+        def held_out(self, seed):
+            return Sine(self.omega, self.length, self.batch_size, seed, self.dtype)
+
+        def config(self):
+            return {"name": self.name, "omega": self.omega, "length": self.length,
+                    "batch_size": self.batch_size, "seed": self.seed, "dtype": self.dtype.name}
+
+        def state_dict(self):
+            return {"name": self.name, "t": self.t}
+
+        def load_state_dict(self, state):
+            if state.get("name") != self.name or not isinstance(state.get("t"), int) or state["t"] < 0:
+                raise ValueError(f"state is not a state of a {self.name} task: {state!r}")
+            self.t = state["t"]
+
+    config = sr.RunConfig(cell="vanilla", n_hidden=8, density=0.5, learner="snap1", dtype="float64",
+                          steps=300, log_every=100, eval_every=150, eval_steps=100, checkpoint_every=150)
+    summary = sr.Trainer(config, tempfile.mkdtemp(), task=Sine()).run()
 """
 
 import abc
 import copy
+import hashlib
 import math
+import mmap
 import os
+import pickle
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,7 +130,7 @@ import numpy as np
 from .._validate import check_dtype, check_float, check_int
 from ..registry import TASKS, Registered
 
-__all__ = ["Add", "CharLM", "Copy", "Mimic", "MissingCorpusError", "Segment", "TASKS", "Task", "make_task"]
+__all__ = ["Add", "ArrayTask", "CharLM", "Copy", "Mimic", "MissingCorpusError", "Segment", "TASKS", "Task", "make_task"]
 
 LN2 = math.log(2.0)
 
@@ -104,13 +198,18 @@ def _float_state_array(state, key, shape):
 
 
 class Task(Registered, abc.ABC):
-    """Common interface of the task streams (see the module docstring).
+    """Common interface of the task streams; subclass it for a task of your own.
+
+    The module docstring gives the protocol: what a subclass must define
+    (the attributes below but ``seed``, and the abstract methods) and what
+    it may override (:meth:`record`, :meth:`score`, :meth:`log_fields`).
 
     Attributes
     ----------
     name : str
         The task's key in the task table (``sparse_rtrl.registry.TASKS``),
-        and the ``"name"`` of its ``config()``.
+        or a class attribute of an unregistered task; the ``"name"`` of its
+        ``config()``.
     n_in, n_out : int
         Input channels, and outputs (classes for cross-entropy).
     loss : {"mse", "cross_entropy"}
@@ -177,11 +276,20 @@ class Task(Registered, abc.ABC):
 
     @abc.abstractmethod
     def held_out(self, seed):
-        """A new task with the same configuration and an independent stream, for evaluation."""
+        """A new task with the same settings on the evaluation data, for evaluation.
+
+        For a generated task, an independent stream drawn from ``seed``. The
+        trainer takes a new one, with the same seed, for every evaluation.
+        """
 
     @abc.abstractmethod
     def config(self):
-        """A JSON-able dict from which :func:`make_task` rebuilds this task (with fresh state)."""
+        """A JSON-able dict with a ``"name"``, from which :func:`make_task` rebuilds this task (with fresh state).
+
+        An unregistered task, or one over data a config cannot hold, still
+        returns its settings: the trainer records them, and checks them when
+        the task object is given again on resume.
+        """
 
     @abc.abstractmethod
     def state_dict(self):
@@ -611,7 +719,8 @@ class CharLM(Task, key="charlm"):
     The input at each step is the one-hot code of the current character; the
     target is the id of the next one (cross-entropy, metric bits per
     character). The vocabulary is the sorted set of characters of the
-    training text; ``n_in = n_out = len(vocab)``.
+    training text; ``n_in = n_out = len(vocab)``. Exactly one of ``path``,
+    ``text`` and ``corpus`` is given.
 
     Parameters
     ----------
@@ -638,8 +747,6 @@ class CharLM(Task, key="charlm"):
     split : {"train", "valid", "test"}
         The part this task streams; ``"test"`` only for a corpus.
         :meth:`held_out` gives the ``"valid"`` task.
-
-    Exactly one of ``path``, ``text`` and ``corpus`` is given.
 
     Notes
     -----
@@ -757,6 +864,492 @@ class CharLM(Task, key="charlm"):
         self._started = bool(state["started"])
 
 
+# -- your own data ----------------------------------------------------------------------------
+
+#: Elements read at a time when an array is scanned (checked and fingerprinted), so a memory-mapped
+#: file larger than memory is read in pieces.
+_SCAN_ELEMENTS = 1 << 22
+
+_ENTRY_KEYS = ("path", "shape", "dtype", "fingerprint")
+
+
+@dataclass(frozen=True)
+class _ArrayData:
+    """One checked array of an :class:`ArrayTask`: the data, the file it maps (or None), its fingerprint.
+
+    ``data`` is read-only: a private copy of an in-memory array, or a
+    read-only memory map of a ``.npy`` file. ``low``/``high`` are its
+    smallest and largest values for integer data (None otherwise).
+    """
+
+    data: np.ndarray
+    path: str
+    fingerprint: str
+    low: int
+    high: int
+
+    def entry(self):
+        """The array's ``config()`` entry: where it is, its shape and dtype, and the fingerprint of its content."""
+        return {"path": self.path, "shape": list(self.data.shape), "dtype": self.data.dtype.name,
+                "fingerprint": self.fingerprint}
+
+
+def _scan(data, name):
+    """The fingerprint of ``data`` (its kind, shape and values) and its integer range; refuses NaN and inf.
+
+    The fingerprint does not depend on the byte order or memory layout, so an
+    array and the ``.npy`` file it was saved to have the same one.
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"{data.dtype.kind}{data.dtype.itemsize} {tuple(data.shape)}".encode("ascii"))
+    low = high = None
+    if data.size:
+        per_row = data.size // data.shape[0]
+        rows = max(1, _SCAN_ELEMENTS // max(1, per_row))
+        little = data.dtype.newbyteorder("<")
+        for start in range(0, data.shape[0], rows):
+            chunk = np.ascontiguousarray(data[start:start + rows], dtype=little)
+            digest.update(chunk.data)
+            if data.dtype.kind == "f" and not np.isfinite(chunk).all():
+                raise ValueError(f"{name} contains NaN or infinity (first in rows {start} to {start + rows - 1})")
+            if data.dtype.kind in "iu":
+                lo, hi = int(chunk.min()), int(chunk.max())
+                low = lo if low is None else min(low, lo)
+                high = hi if high is None else max(high, hi)
+    return "blake2b:" + digest.hexdigest(), low, high
+
+
+def _open_npy(path, name):
+    """A read-only memory map of the ``.npy`` file at ``path``, and its absolute path."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name} must be an array or the path of a .npy file, got {type(path).__name__}")
+    path = os.path.abspath(os.fspath(path))
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{name}: no such file: {path!r}")
+    try:
+        data = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError, pickle.UnpicklingError) as exc:
+        raise ValueError(f"{name}: {path!r} is not a .npy array file ({exc})") from None
+    if not isinstance(data, np.ndarray):
+        if hasattr(data, "close"):
+            data.close()
+        raise ValueError(f"{name}: {path!r} is an .npz archive; save each array to its own .npy file (np.save)")
+    return data, path
+
+
+def _npy_file_of(value):
+    """The path of the ``.npy`` file ``value`` maps as a whole (``np.load(path, mmap_mode=...)``), else None."""
+    if not (isinstance(value, np.memmap) and isinstance(value.base, mmap.mmap)):
+        return None  # not a memory map, or a view of one
+    filename = value.filename
+    if not isinstance(filename, str) or not filename.endswith(".npy") or not os.path.isfile(filename):
+        return None
+    try:
+        whole = np.load(filename, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError, pickle.UnpicklingError):
+        return None
+    same = (isinstance(whole, np.memmap) and whole.shape == value.shape and whole.dtype == value.dtype
+            and whole.offset == value.offset and whole.flags.f_contiguous == value.flags.f_contiguous)
+    return filename if same else None
+
+
+def _array_data(value, name):
+    """An :class:`_ArrayData` from an array, a path, a memory-mapped ``.npy`` file or a ``config()`` entry."""
+    if isinstance(value, _ArrayData):
+        return value
+    expected = None
+    if isinstance(value, dict):
+        missing = [k for k in _ENTRY_KEYS if k not in value]
+        if missing:
+            raise ValueError(f"{name} is a dict but not an ArrayTask config entry (it lacks {missing})")
+        if value["path"] is None:
+            raise ValueError(
+                f"{name}: the configuration describes an in-memory array (shape {tuple(value['shape'])}, "
+                f"{value['dtype']}, fingerprint {value['fingerprint']}), which it cannot rebuild: pass the task "
+                f"object itself, e.g. Trainer(config, folder, task=ArrayTask(...)) or "
+                f"Trainer.resume(folder, task=the same ArrayTask)")
+        expected = value
+        data, path = _open_npy(value["path"], name)
+    elif isinstance(value, (str, os.PathLike)):
+        data, path = _open_npy(value, name)
+    else:
+        path = _npy_file_of(value)
+        if path is not None:
+            data, path = _open_npy(path, name)  # our own read-only map of the file
+        else:
+            data = np.array(value, copy=True)  # private: the caller's buffer may change afterwards
+            data.flags.writeable = False
+    if data.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers or integers, got dtype {data.dtype}")
+    if data.ndim == 0:
+        raise ValueError(f"{name} must be an array of at least one dimension, got a scalar")
+    if 0 in data.shape:
+        raise ValueError(f"{name} must not be empty, got shape {data.shape}")
+    if expected is not None and (list(data.shape) != list(expected["shape"]) or data.dtype.name != expected["dtype"]):
+        raise ValueError(f"{name}: {path!r} holds {data.dtype.name} {data.shape}, but the configuration recorded "
+                         f"{expected['dtype']} {tuple(expected['shape'])}: the file has changed")
+    fingerprint, low, high = _scan(data, name)
+    if expected is not None and fingerprint != expected["fingerprint"]:
+        raise ValueError(f"{name}: the content of {path!r} has changed since the configuration was recorded "
+                         f"(fingerprint {fingerprint}, recorded {expected['fingerprint']})")
+    return _ArrayData(data, path, fingerprint, low, high)
+
+
+class ArrayTask(Task, key="arrays"):
+    """A task over your own arrays, in memory or in memory-mapped ``.npy`` files.
+
+    Two forms, told apart by the shape of ``inputs``:
+
+    - **Sequences** ``inputs (N, T, n_in)``: ``N`` sequences of ``T`` steps.
+      Each is an episode (``episodic = True``: the learner is reset before
+      it, and a segment is one sequence, or ``B`` of them side by side with
+      ``batch_size=B``). The sequences are drawn without replacement in an
+      order shuffled by ``seed``, reshuffled after every pass (epoch).
+    - **One stream** ``inputs (T, n_in)``: cut into segments of ``length``
+      steps (``episodic = False``: the learner runs on across segments and
+      is reset only before the first). With ``batch_size=B``, ``B`` streams
+      read the same series from the evenly spaced offsets ``b T // B``.
+      Each stream wraps around from the end of the series to its start.
+
+    Targets are real values (loss ``"mse"``): ``(N, T, n_out)`` /
+    ``(T, n_out)`` of a float dtype; or classes (loss ``"cross_entropy"``):
+    ``(N, T)`` / ``(T,)`` of an integer dtype, with ``-1`` at steps that
+    have no target (sequence classification: a label at the last step, say).
+    The loss follows from the dtype of ``targets``.
+
+    Parameters
+    ----------
+    inputs, targets : array_like, str or os.PathLike
+        The training data: arrays (copied, so later changes to yours do not
+        reach the task), or paths of ``.npy`` files, which are memory-mapped
+        read-only and read segment by segment (use files for data larger
+        than memory). An array from ``np.load(path, mmap_mode="r")`` counts
+        as its file. Inputs of any real or integer dtype (one-hot codes as
+        ``uint8``, say) are cast to ``dtype`` segment by segment.
+    eval_inputs, eval_targets : optional
+        Held-out data of the same form, for :meth:`held_out` (the trainer's
+        evaluations). Sequences may have another ``T`` than the training
+        ones. **Without them, held_out() evaluates on the training data.**
+    length : int, optional
+        Steps per segment of a stream (default 100). For sequences it is
+        ``T`` and need not be given.
+    batch_size : int or None
+    seed : int or None
+        Seeds the order of the sequences (not used by a stream).
+    dtype : numpy.float32 or numpy.float64
+    shuffle : bool
+        False draws the sequences in their order, pass after pass.
+    n_classes : int, optional
+        For class targets: the number of classes (the readout's outputs).
+        Default: one more than the largest class in ``targets`` and
+        ``eval_targets``.
+
+    Attributes
+    ----------
+    n_in, n_out : int
+        Input channels; outputs (``n_out`` of the real targets, or
+        ``n_classes``).
+    loss : {"mse", "cross_entropy"}
+    metric : {"mse", "bits_per_target"}
+    episodic : bool
+        True for sequences, False for a stream.
+    length : int
+        Steps per segment (``T`` for sequences).
+    epoch : int
+        The pass over the training data the stream is in (from 0); logged
+        with every record of a run.
+    fingerprint : str
+        A hash of the content of all the arrays. ``config()`` records it with
+        each array's shape and dtype, and :meth:`load_state_dict` refuses the
+        state of a task over other data.
+
+    Notes
+    -----
+    The score of a segment (:meth:`score`) is the mean loss per target: for
+    class targets, the loss summed over the steps and streams divided by the
+    number of targets that are not ``-1``, in bits; for real targets, the
+    mean squared error per output as the other tasks report it. The scored
+    steps are all steps (real targets), or the steps where some stream has a
+    class (class targets).
+
+    ``config()`` is JSON-able. For file-backed data it holds the absolute
+    paths, so :func:`make_task` rebuilds the task from it, and a run resumes
+    from its folder alone; the files must be unchanged (their fingerprint is
+    checked). For in-memory data it records shapes, dtypes and fingerprints
+    but cannot rebuild the data: ``make_task`` then raises a ``ValueError``
+    saying to pass the task object (``Trainer(config, folder, task=...)``,
+    and the same task again to ``Trainer.resume(folder, task=...)``).
+
+    :meth:`held_out` streams the evaluation data (or the training data) in
+    order and from its start every time, whatever the seed. The trainer's
+    ``eval_steps`` counts the steps of each stream, so ``eval_steps =
+    ceil(N_eval / B) T`` evaluates every held-out sequence (``B = 1``
+    unbatched; a last segment of fewer sequences is filled up from the
+    start).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=(64, 20, 3))                 # 64 sequences of 20 steps, 3 channels
+    >>> y = (x.cumsum(axis=1)[..., 0] > 0).astype(int)   # a class per step
+    >>> task = ArrayTask(x, y, batch_size=4, seed=0)
+    >>> task.loss, task.n_in, task.n_out, task.episodic
+    ('cross_entropy', 3, 2, True)
+    >>> seg = task.segment()
+    >>> seg.inputs.shape, seg.targets.shape, seg.reset
+    ((20, 4, 3), (20, 4), True)
+    """
+
+    episodic = True
+
+    def __init__(self, inputs, targets, eval_inputs=None, eval_targets=None, length=None, batch_size=None, seed=0,
+                 dtype=np.float32, shuffle=True, n_classes=None):
+        self._init_common(batch_size, seed, dtype)
+        if not isinstance(shuffle, (bool, np.bool_)):
+            raise TypeError(f"shuffle must be True or False, got {type(shuffle).__name__} {shuffle!r}")
+        self.shuffle = bool(shuffle)
+        if (eval_inputs is None) != (eval_targets is None):
+            given, missing = ("eval_inputs", "eval_targets") if eval_targets is None else ("eval_targets",
+                                                                                           "eval_inputs")
+            raise ValueError(f"{given} is given without {missing}: give both or neither")
+        self._x = _array_data(inputs, "inputs")
+        self._y = _array_data(targets, "targets")
+        x = self._x.data
+        if x.ndim not in (2, 3):
+            raise ValueError(f"inputs must have shape (N, T, n_in) (N sequences) or (T, n_in) (one stream), "
+                             f"got {x.shape}")
+        self.episodic = x.ndim == 3
+        self.n_in = int(x.shape[-1])
+        self.loss = self._check_targets(self._y, x, "targets", "inputs")
+        self.metric = "mse" if self.loss == "mse" else "bits_per_target"
+        self._ex = self._ey = None
+        if eval_inputs is not None:
+            self._ex = _array_data(eval_inputs, "eval_inputs")
+            self._ey = _array_data(eval_targets, "eval_targets")
+            ex = self._ex.data
+            if ex.ndim != x.ndim or ex.shape[-1] != self.n_in:
+                want = "(N, T, n_in)" if self.episodic else "(T, n_in)"
+                raise ValueError(f"eval_inputs must have the form of inputs, {want} with n_in = {self.n_in}, "
+                                 f"got {ex.shape}")
+            if self._check_targets(self._ey, ex, "eval_targets", "eval_inputs") != self.loss:
+                raise TypeError(f"eval_targets must be of the kind of targets ({self.loss}: "
+                                f"{'reals' if self.loss == 'mse' else 'integer classes'}), got dtype "
+                                f"{self._ey.data.dtype}")
+        if self.loss == "mse":
+            if n_classes is not None:
+                raise ValueError("n_classes applies to integer (class) targets only; these targets are reals")
+            self.n_out = int(self._y.data.shape[-1])
+            if self._ey is not None and self._ey.data.shape[-1] != self.n_out:
+                raise ValueError(f"eval_targets must have n_out = {self.n_out} outputs like targets, got "
+                                 f"{self._ey.data.shape[-1]}")
+            self.n_classes = None
+        else:
+            self.n_classes = self.n_out = self._check_classes(n_classes)
+        if self.episodic:
+            T = int(x.shape[1])
+            if length is not None and check_int(length, "length", minimum=1) != T:
+                raise ValueError(f"length is the steps of a sequence, {T} here; give it only for a stream "
+                                 f"(inputs (T, n_in)), got {length}")
+            self.length = T
+        else:
+            self.length = 100 if length is None else check_int(length, "length", minimum=1)
+        self.fingerprint = self._combined_fingerprint()
+        self._rng = np.random.default_rng(self.seed)
+        self._offsets = np.arange(self._B, dtype=np.int64) * x.shape[0] // self._B  # of the streams
+        self._order = self._new_order()
+        self._cursor = 0
+        self.epoch = 0
+        self._steps = 0
+
+    @classmethod
+    def from_files(cls, inputs_path, targets_path, eval_inputs_path=None, eval_targets_path=None, **options):
+        """An ArrayTask over ``.npy`` files (memory-mapped read-only); ``options`` as for the constructor.
+
+        The same as passing the paths to the constructor; its ``config()``
+        rebuilds it with :func:`make_task`.
+        """
+        paths = (("inputs_path", inputs_path), ("targets_path", targets_path),
+                 ("eval_inputs_path", eval_inputs_path), ("eval_targets_path", eval_targets_path))
+        for name, value in paths:
+            if value is not None and not isinstance(value, (str, os.PathLike)):
+                raise TypeError(f"{name} must be a str or os.PathLike, got {type(value).__name__}")
+        return cls(inputs_path, targets_path, eval_inputs=eval_inputs_path, eval_targets=eval_targets_path,
+                   **options)
+
+    # -- checks ---------------------------------------------------------------------------------
+    @staticmethod
+    def _check_targets(y, x, name, x_name):
+        """The loss that ``y``'s dtype calls for, after checking its shape against the inputs ``x``."""
+        data = y.data
+        if data.dtype.kind == "f":
+            if data.ndim != x.ndim or data.shape[:-1] != x.shape[:-1]:
+                want = x.shape[:-1] + ("n_out",)
+                raise ValueError(f"{name} (reals, for mse) must have shape {want} to match {x_name} {x.shape}, got "
+                                 f"{data.shape}; class targets need an integer dtype")
+            return "mse"
+        if data.dtype.kind in "iu":
+            if data.shape != x.shape[:-1]:
+                raise ValueError(f"{name} (integer classes, for cross-entropy) must have shape {x.shape[:-1]} to "
+                                 f"match {x_name} {x.shape}, got {data.shape}; real-valued targets need a float "
+                                 f"dtype")
+            return "cross_entropy"
+        raise TypeError(f"{name} must hold reals (a float dtype, for mse) or classes (an integer dtype, for "
+                        f"cross-entropy), got dtype {data.dtype}")
+
+    def _check_classes(self, n_classes):
+        parts = [("targets", self._y)] + ([("eval_targets", self._ey)] if self._ey is not None else [])
+        for name, y in parts:
+            if y.low < -1:
+                raise ValueError(f"{name} must be classes >= 0, or -1 for no target; it holds {y.low}")
+        for name, y in parts:
+            if y.high < 0:
+                raise ValueError(f"{name} holds no class (every step is -1): nothing to learn or score")
+        highest = max(y.high for _, y in parts)
+        if n_classes is None:
+            return highest + 1
+        n_classes = check_int(n_classes, "n_classes", minimum=1)
+        for name, y in parts:
+            if y.high >= n_classes:
+                raise ValueError(f"{name} holds the class {y.high}, out of range for n_classes={n_classes}")
+        return n_classes
+
+    def _combined_fingerprint(self):
+        digest = hashlib.blake2b(digest_size=16)
+        for part in (self._x, self._y, self._ex, self._ey):
+            digest.update(b"-" if part is None else part.fingerprint.encode("ascii"))
+            digest.update(b"\0")
+        return "blake2b:" + digest.hexdigest()
+
+    # -- the stream -----------------------------------------------------------------------------
+    @property
+    def _N(self):
+        return self._x.data.shape[0]
+
+    def _new_order(self):
+        """The order of a new pass; the generator's state before it is kept, so a state can redraw it."""
+        self._pass_rng = _rng_state(self._rng)
+        return self._rng.permutation(self._N) if self.shuffle else np.arange(self._N, dtype=np.int64)
+
+    def _stream_epoch(self):
+        """The pass of the last step stream 0 has read (0 before any)."""
+        return max(0, self._steps - 1) // self._N
+
+    def _draw(self, k):
+        """The next ``k`` sequences, starting a new (reshuffled) pass whenever one is used up."""
+        out = np.empty(k, dtype=np.int64)
+        done = 0
+        while done < k:
+            if self._cursor == self._N:
+                self._order = self._new_order()
+                self._cursor = 0
+                self.epoch += 1
+            take = min(k - done, self._N - self._cursor)
+            out[done:done + take] = self._order[self._cursor:self._cursor + take]
+            self._cursor += take
+            done += take
+        return out
+
+    def segment(self):
+        if self.episodic:
+            idx = self._draw(self._B)
+            inputs = np.swapaxes(np.asarray(self._x.data[idx]), 0, 1)  # (T, B, n_in)
+            targets = np.swapaxes(np.asarray(self._y.data[idx]), 0, 1)
+            reset = True
+        else:
+            N = self._N
+            t = self._steps % N + np.arange(self.length, dtype=np.int64)
+            idx = (self._offsets[None, :] + t[:, None]) % N  # (T, B)
+            inputs = np.asarray(self._x.data[idx])
+            targets = np.asarray(self._y.data[idx])
+            reset = self._steps == 0
+            self._steps += self.length
+            self.epoch = self._stream_epoch()
+        inputs = np.array(inputs, dtype=self.dtype, order="C")
+        if self.loss == "mse":
+            targets = np.array(targets, dtype=self.dtype, order="C")
+            scored = np.ones(inputs.shape[0], dtype=bool)
+        else:
+            targets = np.array(targets, dtype=np.int64, order="C")
+            scored = (targets != -1).any(axis=1)
+        if self.batch_size is None:
+            inputs, targets = inputs[:, 0], targets[:, 0]
+        return Segment(inputs, targets, scored, reset)
+
+    def log_fields(self):
+        """The pass over the training data (``epoch``), logged with every record of a run."""
+        return {"epoch": int(self.epoch)}
+
+    def score(self, seg, losses):
+        """The mean loss per target (see the class Notes): bits for class targets, mse per output for reals."""
+        if self.loss == "mse":
+            return super().score(seg, losses)
+        arr = self._check_losses(seg, losses)
+        targets = seg.targets[seg.scored]
+        n = int(np.count_nonzero(targets != -1))
+        if n == 0:
+            raise ValueError("seg has no scored step")
+        return float(arr[seg.scored].sum()) / n / LN2
+
+    def held_out(self, seed):
+        """The evaluation data (the training data when none was given), in order, from its start."""
+        x, y = (self._x, self._y) if self._ex is None else (self._ex, self._ey)
+        return ArrayTask(x, y, length=None if self.episodic else self.length, batch_size=self.batch_size,
+                         seed=_check_seed(seed), dtype=self.dtype, shuffle=False, n_classes=self.n_classes)
+
+    # -- state ----------------------------------------------------------------------------------
+    def config(self):
+        cfg = self._common_config()
+        cfg.update(inputs=self._x.entry(), targets=self._y.entry(),
+                   eval_inputs=None if self._ex is None else self._ex.entry(),
+                   eval_targets=None if self._ey is None else self._ey.entry(),
+                   length=None if self.episodic else self.length, shuffle=self.shuffle, n_classes=self.n_classes)
+        return cfg
+
+    def state_dict(self):
+        """The position in the data, and the fingerprint of the data.
+
+        For sequences: ``rng``, the generator's state before it drew the
+        current pass's order (which :meth:`load_state_dict` draws again, so
+        the state stays small however many sequences there are), ``cursor``
+        (the sequences of this pass already drawn) and ``epoch``. For a
+        stream: ``steps``, the steps each stream has read.
+        """
+        state = {"name": self.name, "fingerprint": self.fingerprint}
+        if self.episodic:
+            state.update(rng=copy.deepcopy(self._pass_rng), cursor=self._cursor, epoch=self.epoch)
+        else:
+            state.update(steps=self._steps)
+        return state
+
+    def load_state_dict(self, state):
+        keys = ("fingerprint",) + (("rng", "cursor", "epoch") if self.episodic else ("steps",))
+        self._check_state(state, keys)
+        if state["fingerprint"] != self.fingerprint:
+            raise ValueError(f"state['fingerprint'] is {state['fingerprint']!r}: the state of a task over other "
+                             f"data than this one ({self.fingerprint})")
+        if not self.episodic:
+            self._steps = check_int(state["steps"], "state['steps']", minimum=0)
+            self.epoch = self._stream_epoch()
+            return
+        cursor = check_int(state["cursor"], "state['cursor']", minimum=0, maximum=self._N)
+        epoch = check_int(state["epoch"], "state['epoch']", minimum=0)
+        rng = np.random.default_rng(0)  # restored into a new generator: a refused state changes nothing
+        try:
+            _set_rng_state(rng, state["rng"])
+        except (TypeError, KeyError) as exc:
+            raise ValueError(f"state['rng'] is not a state of this task's bit generator ({exc})") from None
+        self._rng = rng
+        self._order = self._new_order()
+        self._cursor, self.epoch = cursor, epoch
+
+    def __repr__(self):
+        form = (f"{self._N} sequences of {self.length} steps" if self.episodic
+                else f"a stream of {self._N} steps, segments of {self.length}")
+        where = "files" if self._x.path is not None else "in memory"
+        held = "" if self._ex is None else f", held-out {self._ex.data.shape[0]}"
+        return (f"ArrayTask({form}, n_in={self.n_in}, n_out={self.n_out}, loss={self.loss!r}, "
+                f"batch_size={self.batch_size}, seed={self.seed}, dtype={self.dtype.name}, {where}{held})")
 
 
 def make_task(config: dict) -> "Task":
