@@ -68,6 +68,13 @@ __all__ = ["WeightSpec", "fast_tanh", "fill_presyn", "njit", "parallel_njit", "r
 
 sigmoid = _sigmoid
 fill_presyn = _fill_presyn
+# Their docstrings live here, where they are public: editing the kernel module would invalidate
+# the on-disk cache of every kernel in it.
+sigmoid.__doc__ = """The logistic function ``1 / (1 + exp(-a))``, for compiled code."""
+fill_presyn.__doc__ = """``z = [h; x; 1]``: the presynaptic vector of a step (compiled code only).
+
+    ``z`` has length ``n_hidden + n_in + 1``; every parameter ``p`` reads ``z[src[p]]``.
+    """
 
 
 @njit

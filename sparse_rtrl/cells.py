@@ -25,8 +25,12 @@ Building a cell from your own matrices
 ``pattern=`` takes a ``scipy.sparse`` matrix (or a :class:`Pattern`) that
 fixes which recurrent entries exist; values are drawn at random. For a gated
 cell it may also be a dict naming each matrix (``{"W_hr": ..., "W_ii": ...}``).
-``Cell.from_weights({...})`` takes both pattern and values from your matrices
-(``scipy.sparse`` for sparse ones, numpy arrays for dense ones and biases).
+Only the matrix's structure is used, not its values or dtype: the cell's
+dtype is ``dtype=`` (float64 unless you ask). ``Cell.from_weights({...})``
+takes both pattern and values from your matrices (``scipy.sparse`` for sparse
+ones, numpy arrays for dense ones and biases), and its dtype from theirs
+unless you pass ``dtype=``: float32 matrices give a float32 cell, and
+``cell.weights[name].to_scipy()`` gives them back in that dtype.
 
 Writing a cell of your own
 --------------------------
@@ -681,7 +685,7 @@ class Cell(Stateful, Registered, abc.ABC):
         return self.astype(self.dtype)
 
     @classmethod
-    def from_weights(cls, weights, dtype=np.float64, **kwargs):
+    def from_weights(cls, weights, dtype=None, **kwargs):
         """Build a cell whose patterns and values come from ``weights``.
 
         Parameters
@@ -690,9 +694,20 @@ class Cell(Stateful, Registered, abc.ABC):
             Every weight name of the cell (``cls.weight_names_for()``) mapped to
             a ``scipy.sparse`` matrix (its stored entries are the pattern), a
             2-D numpy array (dense) or, for biases, a 1-D array.
-        dtype : float32 or float64
+        dtype : float32 or float64, optional
+            The cell's dtype. Default: the common float type of your arrays
+            and matrices (``numpy.result_type``), so float32 weights give a
+            float32 cell and a float64 one anywhere gives float64; float16
+            becomes float32, and weights of which none is a float array give
+            float64. A ``dtype`` you pass casts the values.
         **kwargs
             Other hyperparameters (e.g. ``alpha`` for VanillaRNN).
+
+        Raises
+        ------
+        TypeError
+            ``dtype`` is not float32 or float64, or is None and the weights are
+            of a float type the cells do not compute in (longdouble): pass ``dtype``.
         """
         import scipy.sparse as sp
 
@@ -714,6 +729,8 @@ class Cell(Stateful, Registered, abc.ABC):
         if len(shape_x) != 2 or shape_x[0] != n_hidden:
             raise ValueError(f"{first_x} must have shape (n_hidden={n_hidden}, n_in), got {shape_x}")
         n_in = int(shape_x[1])
+        if dtype is None:
+            dtype = _dtype_of(weights.values())
         patterns, values = {}, {}
         for s in specs:
             w = weights[s.name]
@@ -742,11 +759,25 @@ class Cell(Stateful, Registered, abc.ABC):
         """The weight names of this cell class, in parameter order."""
         return tuple(s.name for s in cls.weight_specs())
 
-    def __repr__(self):
-        return (
-            f"{type(self).__name__}(n_in={self.n_in}, n_hidden={self.n_hidden}, "
-            f"density={self.structure.dynamics.density:.3g} (D), n_params={self.n_params}, dtype={self.dtype})"
-        )
+    def _repr_settings(self):
+        shown = super()._repr_settings()
+        recurrent = [self._patterns[s.name] for s in self._specs_list if s.source == "h"]
+        total = sum(p.shape[0] * p.shape[1] for p in recurrent)
+        stored = sum(p.nnz for p in recurrent) / total if total else 1.0
+        if self.density == 1.0 and stored < 1.0:  # built from given patterns: say how dense they are
+            shown["density"] = float(f"{stored:.3g}")
+        return shown
+
+
+def _dtype_of(matrices):
+    """The float dtype that holds the values of ``matrices`` (scipy or numpy): float64 if none is a float."""
+    floats = [np.dtype(m.dtype) for m in matrices if hasattr(m, "dtype") and np.dtype(m.dtype).kind == "f"]
+    if not floats:
+        return np.dtype(np.float64)
+    common = np.result_type(*floats)
+    if common.itemsize < 4:
+        return np.dtype(np.float32)
+    return check_dtype(common, "the weights' dtype (pass dtype= to choose one)")
 
 
 def _touch_all(n_gates, per_unit=1):

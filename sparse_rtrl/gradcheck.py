@@ -20,6 +20,9 @@ from ._validate import check_float, check_int
 from .cells import Cell
 from .learners import RTRL, UORO, BPTT, Learner, SnAp
 
+__all__ = ["EXACT_TOL", "FD_TOL", "GradCheckReport", "LearnerResult", "finite_difference_gradient",
+           "finite_difference_jacobians", "gradcheck"]
+
 #: Relative-error thresholds (float64, float32) for an exact learner vs BPTT.
 EXACT_TOL = {np.dtype(np.float64): 1e-8, np.dtype(np.float32): 2e-3}
 #: Threshold for BPTT and the Jacobians vs finite differences (computed in float64).
@@ -90,7 +93,7 @@ class LearnerResult:
     vs_bptt: dict = field(default_factory=dict)
     vs_fd: dict = field(default_factory=dict)
     passed: bool = True
-    gradient: np.ndarray = None
+    gradient: np.ndarray = field(default=None, repr=False)
 
 
 @dataclass
@@ -159,6 +162,11 @@ class GradCheckReport:
 
     def _repr_pretty_(self, p, cycle):
         p.text(str(self))
+
+    def __repr__(self):
+        learners = ", ".join(r.name for r in self.learners)
+        return (f"GradCheckReport({self.cell}, {self.n_steps} steps, learners=[{learners}], "
+                f"{'ok' if self.ok else f'{len(self.problems)} problems'})")
 
 
 def _default_learners(cell):

@@ -20,6 +20,8 @@ import numpy as np
 
 from ._validate import check_int, check_real_array
 
+__all__ = ["alignment", "estimator_variance"]
+
 
 def _check_sequence(cell, inputs, credits):
     inputs = np.asarray(inputs)

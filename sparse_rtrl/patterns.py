@@ -10,6 +10,8 @@ import numpy as np
 
 from ._validate import check_float, check_index_array, check_int
 
+__all__ = ["Pattern"]
+
 
 def _validate_csr(indptr, indices, shape, name):
     n_rows, n_cols = shape
@@ -62,11 +64,24 @@ class Pattern:
     shape : tuple of int
         ``(n_rows, n_cols)``.
 
+    Attributes
+    ----------
+    shape : tuple of int
+    indptr, indices : ndarray of int32
+        Read-only private copies, whatever the integer type you gave (the
+        kernels take int32 indices; values beyond its range are refused).
+
     Raises
     ------
     ValueError
         If ``indptr`` does not start at 0, end at ``nnz``, or decreases; if an
         index is out of range; or if a row's indices are unsorted or repeated.
+
+    Notes
+    -----
+    A pattern holds no values, so it has no float dtype: a float32 or float64
+    matrix gives the same pattern, and the dtype of a cell built on it is the
+    cell's ``dtype=`` argument.
     """
 
     __slots__ = ("shape", "indptr", "indices")
@@ -124,7 +139,8 @@ class Pattern:
 
         Non-CSR formats are converted with ``tocsr()``. A CSR matrix must be in
         canonical form (sorted indices, no duplicates); otherwise a
-        ``ValueError`` says how to fix it.
+        ``ValueError`` says how to fix it. The values and their dtype are not
+        used.
         """
         import scipy.sparse as sp
 
@@ -147,10 +163,12 @@ class Pattern:
     # -- queries --------------------------------------------------------------
     @property
     def nnz(self):
+        """Number of stored entries."""
         return int(self.indices.shape[0])
 
     @property
     def density(self):
+        """Stored entries over ``n_rows * n_cols`` (0 for an empty shape)."""
         total = self.shape[0] * self.shape[1]
         return self.nnz / total if total else 0.0
 
@@ -165,12 +183,17 @@ class Pattern:
         return out
 
     def to_scipy(self, data=None):
-        """``scipy.sparse.csr_matrix`` with this structure (ones if ``data`` is None)."""
+        """``scipy.sparse.csr_matrix`` with this structure and ``data`` as its stored values, in CSR order.
+
+        The matrix has the dtype of ``data`` (float64 ones if ``data`` is None)
+        and its own copies of the arrays.
+        """
         import scipy.sparse as sp
 
-        if data is None:
-            data = np.ones(self.nnz)
-        return sp.csr_matrix((np.array(data), self.indices.copy(), self.indptr.copy()), shape=self.shape)
+        data = np.ones(self.nnz) if data is None else np.array(data)
+        if data.shape != (self.nnz,):
+            raise ValueError(f"data must have shape (nnz,) = ({self.nnz},), got {data.shape}")
+        return sp.csr_matrix((data, self.indices.copy(), self.indptr.copy()), shape=self.shape)
 
     def __eq__(self, other):
         if not isinstance(other, Pattern):

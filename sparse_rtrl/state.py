@@ -26,6 +26,15 @@ every field (presence, kind, dtype, shape, then the class's own invariants in
 ``_state_problems``) before it writes anything, and writes arrays in place so
 that views of them stay valid. Public names, not attribute names, reach
 files: renaming an attribute or moving a class breaks no checkpoint.
+
+The same declarations let every object say what it is: ``repr`` shows the
+class, what it is built on (a learner's cell, by its own repr; arrays by
+their size, never their values) and the settings that differ from the
+constructor's defaults, plus the few a reader looks for first
+(``_repr_always``: ``n``, ``density``, ``dtype``, ``lr``)::
+
+    >>> sr.SnAp(sr.GRU(3, 8, density=0.25, dtype=np.float32), n=2)
+    SnAp(GRU(n_in=3, n_hidden=8, density=0.25, dtype=float32), n=2)
 """
 
 import functools
@@ -115,16 +124,19 @@ class Stateful:
     #: Settings whose whole effect is in the state (a seed: the generator's position, the drawn values),
     #: left out of what a saved state must match.
     _restored_settings: ClassVar[tuple] = ("seed",)
+    #: Settings that ``repr`` shows even at their default (the ones a reader looks for first);
+    #: the others appear when they differ from the constructor's default.
+    _repr_always: ClassVar[tuple] = ("n", "density", "dtype", "lr")
 
     # -- settings -------------------------------------------------------------------
     @classmethod
-    def settings(cls) -> list:
-        """Names of the settings: the constructor's parameters, minus ``_built_on`` and ``_not_settings``.
+    def _init_parameters(cls) -> dict:
+        """The constructor's parameters (name -> default, ``inspect.Parameter.empty`` if required), in order.
 
         A constructor that takes ``**kwargs`` passes them on: the parameters of
         the next ``__init__`` up the class hierarchy count too.
         """
-        names = []
+        params = {}
         for klass in cls.__mro__:
             init = klass.__dict__.get("__init__")
             if init is None:
@@ -133,12 +145,21 @@ class Stateful:
             for p in list(inspect.signature(init).parameters.values())[1:]:
                 if p.kind is inspect.Parameter.VAR_KEYWORD:
                     passes_on = True
-                elif p.kind is not inspect.Parameter.VAR_POSITIONAL and p.name not in names:
-                    names.append(p.name)
+                elif p.kind is not inspect.Parameter.VAR_POSITIONAL and p.name not in params:
+                    params[p.name] = p.default
             if not passes_on:
                 break
+        return params
+
+    @classmethod
+    def settings(cls) -> list:
+        """Names of the settings: the constructor's parameters, minus ``_built_on`` and ``_not_settings``.
+
+        A constructor that takes ``**kwargs`` passes them on: the parameters of
+        the next ``__init__`` up the class hierarchy count too.
+        """
         skip = set(cls._built_on) | set(cls._not_settings)
-        return [n for n in names if n not in skip]
+        return [n for n in cls._init_parameters() if n not in skip]
 
     def config(self) -> dict:
         """The settings that rebuild this object (JSON-able; see the module docstring)."""
@@ -218,6 +239,28 @@ class Stateful:
             else:
                 _set(self, fields[name], saved)
 
+    # -- what it is ----------------------------------------------------------------------
+    def __repr__(self) -> str:
+        """``SnAp(GRU(n_in=3, n_hidden=8, density=0.25, dtype=float32), n=2)``: the class, what it is built
+        on (objects by their repr, arrays by their size), then its settings (see ``_repr_settings``)."""
+        parts = [_brief(getattr(self, name)) for name in self._built_on if hasattr(self, name)]
+        parts += [f"{name}={_brief(value)}" for name, value in self._repr_settings().items()]
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+    def _repr_settings(self) -> dict:
+        """The settings ``repr`` shows: those in ``_repr_always``, those without a default, and those
+        that differ from their default (scikit-learn's "changed only")."""
+        defaults = self._init_parameters()
+        shown = {}
+        for name in self.settings():
+            if not hasattr(self, name):
+                continue
+            value = getattr(self, name)
+            default = defaults.get(name, inspect.Parameter.empty)
+            if name in self._repr_always or default is inspect.Parameter.empty or not _same(value, default):
+                shown[name] = value
+        return shown
+
     def _identity(self) -> dict:
         """What a saved state must match to be loaded into this object (checkpoint records compare it):
         its settings, and what it is built on (subclasses add that)."""
@@ -230,6 +273,32 @@ class Stateful:
     def _state_problems(self, state: dict) -> list:
         """Invariants between fields, beyond dtypes and shapes (counters that kernels use as indices)."""
         return []
+
+
+def _same(value, default) -> bool:
+    """``value`` is the default (compared as the JSON ``config()`` would write them)."""
+    try:
+        return _to_json(value, "") == _to_json(default, "")
+    except TypeError:
+        return False
+
+
+def _brief(value) -> str:
+    """A short readable form of a setting or of what an object is built on (never an array's values)."""
+    if isinstance(value, np.ndarray):
+        return f"<array of {value.size} {value.dtype.name}>"
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, np.ndarray) for v in value):
+        kinds = sorted({v.dtype.name for v in value})
+        return f"<{len(value)} array{'s' if len(value) > 1 else ''} of {sum(v.size for v in value)} {'/'.join(kinds)}>"
+    if isinstance(value, np.dtype):
+        return value.name
+    if isinstance(value, type) and issubclass(value, np.generic):
+        return np.dtype(value).name
+    if isinstance(value, np.generic):
+        return repr(value.item())
+    if isinstance(value, np.random.Generator):
+        return f"Generator({type(value.bit_generator).__name__})"
+    return repr(value)
 
 
 def _check_field(saved, mine, name, resizable):

@@ -259,8 +259,9 @@ def test_corrupt_files_are_refused(tmp_path, damage):
 
 
 def test_missing_file_and_directory_are_refused(tmp_path):
-    with pytest.raises(ValueError, match="nothing.ckpt.*does not exist"):
+    with pytest.raises(FileNotFoundError, match="no checkpoint file.*nothing.ckpt") as info:
         ck.load(tmp_path / "nothing.ckpt")
+    assert info.value.filename == str(tmp_path / "nothing.ckpt")
     with pytest.raises(ValueError, match="cannot read"):
         ck.load(tmp_path)
 

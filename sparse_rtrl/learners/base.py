@@ -338,10 +338,6 @@ class Learner(Stateful, Registered):
     def _state_problems(self, state):
         return [f"{name} = {state[name]} is negative" for name in ("n_steps",) if state[name] < 0]
 
-    def __repr__(self):
-        batch = "" if self.batch_size is None else f", batch_size={self.batch_size}"
-        return f"{type(self).__name__}({type(self.cell).__name__}{batch})"
-
 
 class Part:
     """Base of the helper objects a learner is composed of (their arrays count in ``memory()``)."""

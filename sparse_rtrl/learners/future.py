@@ -205,10 +205,6 @@ class FutureBPTT(Learner, key="fbptt"):
     def name(self):
         return f"F-BPTT({self.truncation})"
 
-    def __repr__(self):
-        batch = "" if self.batch_size is None else f", batch_size={self.batch_size}"
-        return f"FutureBPTT({type(self.cell).__name__}, truncation={self.truncation}{batch})"
-
 
 JACOBIANS = ("exact", "learned")
 
@@ -495,11 +491,6 @@ class DNI(Learner, key="dni"):
     def name(self):
         return "DNIb" if self._learned else "DNI"
 
-    def __repr__(self):
-        batch = "" if self.batch_size is None else f", batch_size={self.batch_size}"
-        return (f"{type(self).__name__}({type(self.cell).__name__}, lr={self.lr}, fix_interval={self.fix_interval}, "
-                f"jacobian={self.jacobian!r}{batch})")
-
 
 class DNIb(DNI, key="dnib"):
     """DNIb: DNI whose bootstrapped targets use a learned linear Jacobian ``Jhat``.
@@ -524,7 +515,3 @@ class DNIb(DNI, key="dnib"):
                  batch_size: int = None, parallel: bool = None):
         super().__init__(cell, lr=lr, fix_interval=fix_interval, jacobian="learned", jacobian_lr=jacobian_lr,
                          batch_size=batch_size, parallel=parallel)
-
-    def __repr__(self):
-        batch = "" if self.batch_size is None else f", batch_size={self.batch_size}"
-        return f"DNIb({type(self.cell).__name__}, lr={self.lr}, fix_interval={self.fix_interval}{batch})"

@@ -46,6 +46,9 @@ import numpy as np
 
 from .._io import atomic_write
 
+__all__ = ["FORMAT", "READABLE_VERSIONS", "VERSION", "get_state", "load", "save", "set_state"]
+
+#: The ``format`` field of every checkpoint file's JSON document.
 FORMAT = "sparse_rtrl.checkpoint"
 #: The version written; ``load`` reads these.
 VERSION = 2
@@ -248,10 +251,12 @@ def load(path) -> dict:
 
     Raises
     ------
+    FileNotFoundError
+        There is no file at ``path``; the message names it.
     ValueError
-        The file is missing, unreadable, truncated or corrupt (a zip or CRC
-        error, a damaged ``.npy`` member, a bad or missing JSON document,
-        members missing or unexpected); the message names ``path``.
+        The file is unreadable, truncated or corrupt (a zip or CRC error, a
+        damaged ``.npy`` member, a bad or missing JSON document, members
+        missing or unexpected); the message names ``path``.
     TypeError
         A member holds an object (pickled) array; it is never unpickled.
     """
@@ -259,7 +264,7 @@ def load(path) -> dict:
     try:
         f = open(path, "rb")
     except FileNotFoundError:
-        raise ValueError(f"checkpoint {path!r} does not exist") from None
+        raise FileNotFoundError(2, "no checkpoint file at this path", path) from None
     except OSError as exc:
         raise ValueError(f"cannot read checkpoint {path!r}: {exc}") from exc
     with f:

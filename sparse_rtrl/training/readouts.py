@@ -15,6 +15,8 @@ from ..registry import LOSSES, Registered
 from ..state import Stateful
 from . import losses  # noqa: F401  (fills the loss table)
 
+__all__ = ["LinearReadout", "Readout"]
+
 
 class ReadoutArgs(NamedTuple):
     """What the compiled readout reads and writes (the fused loop's view of a readout)."""
