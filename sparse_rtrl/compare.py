@@ -12,10 +12,63 @@ import numpy as np
 from . import registry
 from ._io import save_figure, write_csv
 
+__all__ = ["compare", "default_learners", "stream_credits", "trajectory"]
+
 
 def stream_credits(cell, readout, task, steps: int) -> tuple:
-    """Inputs ``(steps, n_in)`` of ``task`` and the credits ``(steps, S)`` of ``readout``'s loss
-    along the cell's trajectory, weights frozen. Clears the readout's accumulated gradient."""
+    """Inputs of a task and the credits ``c_t = dL_t/ds_t`` of a readout's loss, weights frozen.
+
+    Runs ``cell`` from its initial state on the first ``steps`` steps of
+    ``task``'s stream (one continuing trajectory: the state is not reset
+    between segments or episodes) and takes, at every step, the credit of
+    ``readout``'s loss on the task's target. Nothing learns, so every
+    learner fed these inputs follows the same states, and the pair is what
+    :func:`sparse_rtrl.alignment` and :func:`sparse_rtrl.estimator_variance`
+    take.
+
+    Parameters
+    ----------
+    cell : Cell
+        The network; its weights are not changed.
+    readout : LinearReadout
+        Built on ``cell`` with the task's ``n_out`` and ``loss``. The
+        gradient it accumulates on these steps is cleared before returning.
+    task : Task
+        An unbatched task (``batch_size=None``) of the cell's dtype, e.g.
+        ``sr.tasks.Add(seed=0, dtype=np.float64)``. Its stream advances by
+        whole segments (past ``steps`` when a segment is cut).
+    steps : int
+        Length ``T`` of the trajectory, at least 1.
+
+    Returns
+    -------
+    inputs : ndarray, shape (T, n_in)
+        The task's inputs, in the task's dtype.
+    credits : ndarray, shape (T, S)
+        ``dL_t/ds_t`` of the readout's loss at each step, in the cell's dtype.
+
+    Raises
+    ------
+    TypeError
+        If ``steps`` is not an integer.
+    ValueError
+        If ``steps`` is below 1 or ``task`` is batched.
+
+    Examples
+    --------
+    >>> import numpy as np, sparse_rtrl as sr
+    >>> task = sr.tasks.Add(seed=0, dtype=np.float64)
+    >>> cell = sr.VanillaRNN(task.n_in, 16, density=0.25, alpha=0.5, seed=0)
+    >>> readout = sr.LinearReadout(cell, task.n_out, loss=task.loss, seed=0)
+    >>> inputs, credits = sr.stream_credits(cell, readout, task, steps=50)
+    >>> inputs.shape, credits.shape
+    ((50, 2), (50, 16))
+    """
+    from ._validate import check_int
+
+    steps = check_int(steps, "steps", minimum=1)
+    if getattr(task, "batch_size", None) is not None:
+        raise ValueError(f"task must be unbatched (batch_size=None), got batch_size={task.batch_size}")
     xs, ys = [], []
     while sum(len(x) for x in xs) < steps:
         seg = task.segment()
@@ -45,18 +98,66 @@ def trajectory(task_cfg, cell_kind, n_hidden, density, alpha, steps, dtype="floa
     return cell, inputs, credits
 
 
-def compare(task_cfg: dict, cell_kind: str, n_hidden: int, density: float, alpha, learners, steps: int = 400,
-            every: int = 1, seeds: int = 40,
-            dtype="float64", seed=0, out=None):
+def default_learners(cell_kind: str) -> list:
+    """The learners ``compare`` measures by default: every one of the learner table that runs on this kind of
+    cell, but the exact references (RTRL is the one compared against)."""
+    probe = registry.make_cell(cell_kind, 1, 2)
+    out = []
+    for spec in registry.example_specs(probe):
+        cls = registry.parse_learner(spec)[0]
+        if not (cls.unbiased and not cls.stochastic):
+            out.append(spec)
+    return out
+
+
+#: Marschall et al.'s leak, the default of the vanilla cell in ``compare``.
+VANILLA_ALPHA = 0.5
+
+
+def compare(task_cfg: dict = None, cell_kind: str = "vanilla", n_hidden: int = 32, density: float = 0.25,
+            alpha: float = None, learners=None, steps: int = 400, every: int = 1, seeds: int = 40,
+            dtype: str = "float64", seed: int = 0, out=None) -> dict:
     """Alignment of ``learners`` (specs) with RTRL, and variance of the stochastic ones.
 
-    Returns a dict with ``alignment`` (from :func:`sparse_rtrl.alignment`),
-    ``variance`` (spec -> :func:`sparse_rtrl.estimator_variance` result, over
-    ``seeds`` seeds), ``table`` (text) and ``files`` written to ``out``
-    (``compare.csv``, ``variance.csv``, ``compare.png``).
+    ``sparse-rtrl compare`` runs this; its defaults are these.
+
+    Parameters
+    ----------
+    task_cfg : dict, optional
+        The task's configuration (default ``{"name": "add"}``).
+    cell_kind : str
+        A key of the cell table.
+    n_hidden : int
+    density : float in (0, 1]
+    alpha : float, optional
+        Leak of the vanilla cell (default 0.5, Marschall et al.'s); only for
+        the vanilla cell.
+    learners : list of str, optional
+        Learner specs (default: :func:`default_learners` of the cell).
+    steps : int
+        Length of the trajectory.
+    every : int
+        Steps per alignment window.
+    seeds : int
+        Seeds for the variance of the stochastic learners (0: skip).
+    dtype : {"float32", "float64"}
+    seed : int
+    out : str, optional
+        Folder for ``compare.csv``, ``variance.csv`` and ``compare.png``.
+
+    Returns
+    -------
+    dict
+        ``alignment`` (from :func:`sparse_rtrl.alignment`), ``variance``
+        (spec -> :func:`sparse_rtrl.estimator_variance` result, over ``seeds``
+        seeds), ``table`` (text) and ``files`` written to ``out``.
     """
     from .metrics import alignment, estimator_variance
 
+    task_cfg = {"name": "add"} if task_cfg is None else task_cfg
+    if alpha is None and cell_kind == "vanilla":
+        alpha = VANILLA_ALPHA
+    learners = default_learners(cell_kind) if learners is None else list(learners)
     cell, inputs, credits = trajectory(task_cfg, cell_kind, n_hidden, density, alpha, steps, dtype, seed)
     built = {spec: registry.make_learner(spec, cell, seed=seed) for spec in learners}
     names = {spec: learner.name for spec, learner in built.items()}
@@ -77,11 +178,13 @@ def compare(task_cfg: dict, cell_kind: str, n_hidden: int, density: float, alpha
         lines.append(f"{n:>12}  {align['mean_cosine'][n]:22.3f}  {vtxt}")
     files = []
     if out is not None:
-        files = _write(out, align, variance, [names[s] for s in learners])
+        title = (f"{task_cfg['name']} task: {cell_kind} n={n_hidden} density={density}, "
+                 f"{steps} steps, frozen weights")
+        files = _write(out, align, variance, [names[s] for s in learners], title)
     return {"alignment": align, "variance": variance, "table": "\n".join(lines), "files": files}
 
 
-def _write(out, align, variance, order):
+def _write(out, align, variance, order, title):
     os.makedirs(out, exist_ok=True)
     files = [os.path.join(out, "compare.csv")]
     rows = []
@@ -98,9 +201,11 @@ def _write(out, align, variance, order):
         from matplotlib.figure import Figure
     except ImportError:
         return files
-    fig = Figure(figsize=(12 if variance else 6.5, 4))
+    fig = Figure(figsize=(12 if variance else 6.5, 4.4), layout="constrained")
+    fig.suptitle(title, fontsize=10)
     axes = fig.subplots(1, 2 if variance else 1, squeeze=False)
     ax = axes[0, 0]
+    ax.set_title("alignment with exact RTRL", fontsize=9)
     means = [align["mean_cosine"][n] for n in order]
     ax.bar(range(len(order)), means)
     ax.set_xticks(range(len(order)))
@@ -109,11 +214,11 @@ def _write(out, align, variance, order):
     ax.axhline(0, color="k", lw=0.5)
     if variance:
         ax = axes[0, 1]
+        ax.set_title("variance of the stochastic estimators", fontsize=9)
         for n, v in variance.items():
             ax.semilogy(np.arange(1, len(v["relative_variance"]) + 1), v["relative_variance"], label=n)
         ax.set_xlabel("step")
         ax.set_ylabel("variance / |exact gradient|^2")
-        ax.legend(fontsize=8)
-    fig.tight_layout()
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     files.append(save_figure(fig, os.path.join(out, "compare.png"), dpi=110))
     return files

@@ -48,8 +48,8 @@ def test_cli_gradcheck_runs_and_passes(capsys):
         (["gradcheck", "--density", "0"], "density"),
         (["gradcheck", "--density", "1.5"], "density"),
         (["gradcheck", "--n-hidden", "0"], ">= 1"),
-        (["gradcheck", "--cell", "rnn"], "invalid choice"),
-        (["frobnicate"], "invalid choice"),
+        (["gradcheck", "--cell", "rnn"], "unknown cell 'rnn'"),
+        (["frobnicate"], "unknown command 'frobnicate'"),
     ],
 )
 def test_cli_rejects_bad_arguments(argv, message, capsys):

@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-SUBSET = ["tests/test_golden.py", "tests/test_lifecycle.py", "tests/test_snap.py"]
+SUBSET = ["tests/test_golden.py", "tests/test_lifecycle.py", "tests/test_snap.py", "tests/test_schedules.py"]
 
 
 @pytest.mark.slow

@@ -104,11 +104,38 @@ def test_resume_can_extend_a_finished_run(tmp_path):
     short = Trainer(small_config(steps=120), tmp_path / "short", progress=False)
     short.run()
     more = Trainer.resume(tmp_path / "short", steps=240, progress=False)
-    assert more.step == 120
+    assert more.step == 120 and more.config.steps == 240
+    assert "extended to 240 steps" in more.resume_message
     more.run()
     assert_same(run_state(long), run_state(more))
+    # The saved configuration is the run's as started; the extension is in the log and the checkpoint.
     with open(tmp_path / "short" / "config.json") as f:
-        assert json.load(f)["steps"] == 240
+        assert json.load(f)["steps"] == 120
+    extensions = [r for r in read_log(tmp_path / "short" / "metrics.jsonl") if r.get("event") == "extend"]
+    assert extensions == [{"event": "extend", "step": 120, "steps": 240, "previous_steps": 120}]
+    again = Trainer.resume(tmp_path / "short", progress=False)
+    assert again.config.steps == 240 and again.step == more.step
+    assert "complete" in again.resume_message
+
+
+def test_resume_refuses_fewer_steps_than_the_checkpoint_holds(tmp_path):
+    Trainer(small_config(steps=120), tmp_path / "run", progress=False).run()
+    before = (tmp_path / "run" / "config.json").read_text()
+    with pytest.raises(ValueError, match="more than the 120 steps"):
+        Trainer.resume(tmp_path / "run", steps=1, progress=False)
+    assert (tmp_path / "run" / "config.json").read_text() == before
+
+
+def test_resume_says_where_it_restarts(tmp_path):
+    cut = Trainer(small_config(), tmp_path / "cut", progress=False)
+    interrupt_after(cut, 150)  # stops at 160: logged at 160, last checkpoint at 120
+    with pytest.raises(Interrupt):
+        cut.run()
+    logged = max(r["step"] for r in read_log(tmp_path / "cut" / "metrics.jsonl"))
+    resumed = Trainer.resume(tmp_path / "cut", progress=False)
+    assert resumed.step < logged
+    assert f"checkpoint at step {resumed.step} of 200" in resumed.resume_message
+    assert f"logged up to step {logged}" in resumed.resume_message
 
 
 def test_a_crash_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path, monkeypatch):
@@ -180,7 +207,7 @@ def test_divergence_is_reported_with_its_step_and_keeps_the_last_good_checkpoint
 
 def test_cli_reports_divergence_with_status_3(tmp_path, capsys):
     code = main(["train", "--task", "add", "--cell", "vanilla", "--n-hidden", "4", "--optimizer", "sgd", "--lr",
-                 "1e30", "--steps", "200", "--out", str(tmp_path / "cli"), "--no-progress", "--segment", "10"])
+                 "1e300", "--steps", "200", "--out", str(tmp_path / "cli"), "--no-progress", "--segment", "10"])
     assert code == 3
     assert "diverged at step" in capsys.readouterr().err
 
@@ -273,7 +300,12 @@ def test_cli_compare_prints_the_table_and_writes_files(tmp_path, capsys):
         (["train", "--t1", "3"], "add task only"),
         (["train", "--steps", "0"], ">= 1"),
         (["train", "--lr", "-1"], "positive"),
-        (["train", "--task", "sudoku"], "invalid choice"),
+        (["train", "--task", "sudoku"], "unknown task 'sudoku'"),
+        (["train", "--cell", "gur"], "did you mean 'gru'?"),
+        (["train", "--learner", "snapp2"], "unknown learner"),
+        (["train", "--learner", "uoro", "--learner-opt", "epss=1e-6"], "did you mean 'eps'?"),
+        (["train", "--learner-opt", "eps"], "KEY=VALUE"),
+        (["trian"], "did you mean 'train'?"),
         (["resume", "/no/such/run"], "no run"),
         (["compare", "--learners", "rtrl,foo"], "unknown learner"),
         (["compare", "--cell", "gru", "--learners", "kfrtrl"], "VanillaRNN"),

@@ -17,6 +17,8 @@ from .fused import fused_obstacle, train_fused
 from .optim import Optimizer
 from .readouts import LinearReadout
 
+__all__ = ["DivergenceError", "train_online"]
+
 
 class DivergenceError(FloatingPointError):
     """Training produced a non-finite loss or gradient.
@@ -33,7 +35,9 @@ class DivergenceError(FloatingPointError):
     def __init__(self, step, losses, what="loss"):
         self.step = step
         self.losses = losses
-        super().__init__(f"training diverged at step {step}: the {what} is not finite "
+        #: What stopped being finite: ``"loss"`` or ``"gradient"``.
+        self.what = what
+        super().__init__(f"the {what} became NaN or infinite at step {step} of this stream "
                          f"(parameters are as they were before that step)")
 
 
@@ -95,7 +99,8 @@ def train_online(learner, readout, optimizer, inputs, targets, update_every: int
     ------
     DivergenceError
         A loss or gradient stopped being finite; the run stops at that step
-        with the parameters it had before it.
+        with the parameters it had before it. Every learner, dtype and path
+        (step by step or fused) reports it this way.
     """
     if not isinstance(learner, Learner):
         raise TypeError(f"learner must be a sparse_rtrl Learner, got {type(learner).__name__}")
@@ -132,6 +137,8 @@ def _train_steps(learner, readout, optimizer, xs, ys_f, ys_i, update_every):
         losses[t], c = readout.step(s, target)
         if not np.isfinite(losses[t]):
             raise DivergenceError(t, losses[:t].copy())
+        if not np.isfinite(c).all():  # a finite loss can still overflow its gradient (float32)
+            raise DivergenceError(t, losses[:t].copy(), what="gradient")
         learner.backward(c)
         if (t + 1) % update_every == 0:
             grads = [learner.grad(), readout.grad()]

@@ -16,10 +16,15 @@ the parameters an uninterrupted run would have.
 """
 
 import dataclasses
+import importlib.util
 import json
+import logging
 import os
+import signal
 import sys
+import threading
 import time
+import warnings
 
 import numpy as np
 
@@ -29,6 +34,10 @@ from .._validate import check_float, check_int
 from . import checkpoint, runlog
 from .online import DivergenceError, train_online
 from .runlog import plot_run, read_log  # noqa: F401  (part of the trainer's API)
+
+__all__ = ["RunConfig", "Trainer", "TrainingDiverged", "TrainingInterrupted", "plot_run", "read_log"]
+
+logger = logging.getLogger("sparse_rtrl")
 
 #: The layout of a run's checkpoint; 1 is the same layout with format-1 object records.
 FORMAT = 2
@@ -43,9 +52,42 @@ class TrainingDiverged(RuntimeError):
         super().__init__(f"training diverged at step {step}: {detail}. The last good checkpoint is left as it was.")
 
 
+def _check_learner_options(spec, options):
+    """Each option must be a setting of the learner's constructor (cell, batch size and seed are the run's)."""
+    import difflib
+    import inspect
+
+    cls, _ = registry.parse_learner(spec)
+    params = inspect.signature(cls.__init__).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    run_owned = {"self", "cell", "batch_size", "seed", cls.spec_number}
+    settings = [name for name in params if name not in run_owned]
+    for key in options:
+        if key in run_owned:
+            raise ValueError(f"learner_options: {key!r} is set by the run, not as a learner option")
+        if key not in settings:
+            close = difflib.get_close_matches(key, settings, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"learner_options: {key!r} is not a setting of {cls.__name__}{hint} "
+                             f"(its settings: {', '.join(settings) or 'none'})")
+
+
+def _setting(default=None, help="", *, factory=None, cli=True, metavar=None):
+    """A field of :class:`RunConfig` with its documentation; the CLI is generated from these."""
+    meta = {"help": help, "cli": cli, "metavar": metavar}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
 @dataclasses.dataclass
 class RunConfig:
     """Everything that defines a run (JSON-able; see ``to_dict``/``from_dict``).
+
+    The one source of the run defaults: ``RunConfig()`` and ``sparse-rtrl
+    train`` with no options describe the same run, and the command line's
+    options and help are generated from these fields.
 
     Parameters
     ----------
@@ -66,6 +108,16 @@ class RunConfig:
     optimizer : str
         A key of the optimiser table (``"sgd"``, ``"adam"``).
     lr, momentum, clip_norm : float
+    schedule : str
+        A key of the schedule table (``"constant"``, ``"step"``, ``"cosine"``;
+        :mod:`sparse_rtrl.schedules`), in optimiser updates.
+    warmup : int
+        Updates of linear warm-up before the schedule.
+    schedule_options : dict
+        The schedule's settings (``every``, ``factor``; ``final``, ``total``).
+        A cosine's ``total`` defaults to the run's number of updates.
+    weight_decay : float
+        Decoupled weight decay (``theta -= lr_t * weight_decay * theta``).
     update_every : int
         Steps per parameter update (1: fully online).
     feedback : {"transpose", "random"}
@@ -74,7 +126,7 @@ class RunConfig:
         Training steps (of each stream). The run ends at the first segment
         boundary at or past it (a copy episode is never cut short).
     batch_size : int or None
-    dtype : {"float32", "float64"}
+    dtype : {"float64", "float32"}
     seed : int
         Seeds the cell, readout, learner and task (each its own stream).
     log_every, eval_every, checkpoint_every : int
@@ -84,27 +136,45 @@ class RunConfig:
         Steps of the held-out stream per evaluation.
     """
 
-    task: dict = dataclasses.field(default_factory=lambda: {"name": "copy"})
-    cell: str = "gru"
-    n_hidden: int = 32
-    density: float = 0.25
-    alpha: float = None
-    learner: str = "snap2"
-    learner_options: dict = dataclasses.field(default_factory=dict)
-    optimizer: str = "adam"
-    lr: float = 3e-3
-    momentum: float = 0.0
-    clip_norm: float = 1.0
-    update_every: int = 1
-    feedback: str = "transpose"
-    steps: int = 20000
-    batch_size: int = None
-    dtype: str = "float32"
-    seed: int = 0
-    log_every: int = 500
-    eval_every: int = 5000
-    eval_steps: int = 1000
-    checkpoint_every: int = 5000
+    task: dict = _setting(help="the task's configuration", factory=lambda: {"name": "copy"}, cli=False)
+    cell: str = _setting("gru", "recurrent cell")
+    n_hidden: int = _setting(64, "hidden units")
+    density: float = _setting(0.25, "fraction of the recurrent and input weights present, in (0, 1]")
+    alpha: float = _setting(None, "leak of the vanilla cell, in (0, 1] (none given: 1, no leak)")
+    learner: str = _setting("snap2", "learner spec")
+    learner_options: dict = _setting(help="extra constructor arguments of the learner", factory=dict, cli=False)
+    optimizer: str = _setting("adam", "optimiser")
+    lr: float = _setting(3e-3, "learning rate")
+    momentum: float = _setting(0.0, "SGD momentum, in [0, 1)")
+    clip_norm: float = _setting(1.0, "rescale the gradients when their global norm exceeds this")
+    schedule: str = _setting("constant", "learning-rate schedule (a multiplier of lr per update)")
+    warmup: int = _setting(0, "optimiser updates of linear learning-rate warm-up before the schedule")
+    schedule_options: dict = _setting(help="settings of the schedule: every and factor (step), final and total "
+                                           "(cosine; total defaults to the run's updates)", factory=dict, cli=False)
+    weight_decay: float = _setting(0.0, "decoupled weight decay (AdamW-style), on every parameter")
+    update_every: int = _setting(1, "steps per parameter update (1: fully online)")
+    feedback: str = _setting("transpose", "the readout's credit path: its transposed weights, or fixed random "
+                                          "ones (random e-prop, DNIb)")
+    steps: int = _setting(150000, "training steps (of each stream)")
+    batch_size: int = _setting(None, "independent streams trained together (none: one unbatched stream)")
+    dtype: str = _setting("float64", "floating-point type of the network and its learner")
+    seed: int = _setting(0, "seeds the cell, readout, learner and task")
+    log_every: int = _setting(2000, "steps between log records")
+    eval_every: int = _setting(15000, "steps between evaluations on a held-out stream (0: none)")
+    eval_steps: int = _setting(2000, "held-out steps per evaluation")
+    checkpoint_every: int = _setting(15000, "steps between checkpoints")
+
+    #: The values a field may take, for the fields that have a fixed set.
+    @staticmethod
+    def choices(name):
+        """The allowed values of field ``name`` (a list), or None when it is not one of a set."""
+        return {
+            "cell": lambda: list(registry.CELLS.keys()),
+            "optimizer": lambda: list(registry.OPTIMIZERS.keys()),
+            "schedule": lambda: list(registry.SCHEDULES.keys()),
+            "feedback": lambda: ["transpose", "random"],
+            "dtype": lambda: ["float32", "float64"],
+        }.get(name, lambda: None)()
 
     def validate(self):
         """Check every field; ``ValueError``/``TypeError`` naming the field."""
@@ -121,6 +191,7 @@ class RunConfig:
         registry.parse_learner(self.learner)
         if not isinstance(self.learner_options, dict):
             raise TypeError("learner_options must be a dict")
+        _check_learner_options(self.learner, self.learner_options)
         if self.optimizer not in registry.OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {registry.OPTIMIZERS.keys()}, got {self.optimizer!r}")
         check_float(self.lr, "lr", 0.0, None, low_open=True)
@@ -128,6 +199,13 @@ class RunConfig:
         if self.clip_norm is not None:
             check_float(self.clip_norm, "clip_norm", 0.0, None, low_open=True)
         check_int(self.update_every, "update_every", minimum=1)
+        if self.schedule not in registry.SCHEDULES:
+            raise ValueError(f"schedule must be one of {registry.SCHEDULES.keys()}, got {self.schedule!r}")
+        check_int(self.warmup, "warmup", minimum=0)
+        if not isinstance(self.schedule_options, dict):
+            raise TypeError("schedule_options must be a dict")
+        check_float(self.weight_decay, "weight_decay", 0.0, None)
+        self.make_schedule()  # the schedule's own checks, naming its settings
         if self.feedback not in ("transpose", "random"):
             raise ValueError(f"feedback must be 'transpose' or 'random', got {self.feedback!r}")
         check_int(self.steps, "steps", minimum=1)
@@ -142,6 +220,17 @@ class RunConfig:
         check_int(self.checkpoint_every, "checkpoint_every", minimum=1)
         return self
 
+    def make_schedule(self):
+        """The run's learning-rate schedule, or None for a constant rate without warm-up."""
+        if self.schedule == "constant" and not self.warmup and not self.schedule_options:
+            return None
+        options = dict(self.schedule_options)
+        if "warmup" in options:
+            raise ValueError("schedule_options: give the warm-up as the warmup field, not as a schedule option")
+        if self.schedule == "cosine":
+            options.setdefault("total", max(self.steps // self.update_every, self.warmup + 1))
+        return registry.make_schedule(self.schedule, warmup=self.warmup, **options)
+
     def to_dict(self):
         return dataclasses.asdict(self)
 
@@ -154,32 +243,124 @@ class RunConfig:
         return cls(**d).validate()
 
 
+class TrainingInterrupted(RuntimeError):
+    """A run stopped by SIGINT or SIGTERM: it finished its segment and wrote a checkpoint first."""
+
+    def __init__(self, step, signal_name, folder):
+        self.step = step
+        self.signal = signal_name
+        super().__init__(f"{signal_name} at step {step}: checkpoint written; continue with "
+                         f"sparse-rtrl resume {folder}")
+
+
+def _in_notebook():
+    """True inside a Jupyter kernel (where progress goes to a notebook widget or the cell's output)."""
+    shell = sys.modules.get("IPython")
+    if shell is None or "ipykernel" not in sys.modules:
+        return False
+    try:
+        return type(shell.get_ipython()).__name__ == "ZMQInteractiveShell"
+    except Exception:  # noqa: BLE001 - any failure means: not a notebook we can draw in
+        return False
+
+
+def _fields_text(fields):
+    return "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in fields.items())
+
+
+def _duration(seconds):
+    seconds = int(round(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
 class _Progress:
-    """A one-line progress bar with the live loss, redrawn at most ten times a second."""
+    """Progress of a run: a tqdm bar (terminal or notebook) or, when there is none, a log line per record.
 
-    def __init__(self, total, stream, enabled):
-        self.total, self.stream, self.enabled = total, stream, enabled
-        self.last = 0.0
-        self.start = time.perf_counter()
+    The bar is opened after the first segment, so its rate and ETA leave out
+    the compilation that the first segment pays for; it ends at the run's
+    last step.
+    """
 
-    def update(self, step, fields, force=False):
-        if not self.enabled:
+    def __init__(self, trainer, enabled):
+        self.trainer = trainer
+        self.enabled = enabled
+        self.bar = None
+        self.t0 = None
+        self.step0 = None
+
+    def started(self):
+        """The first segment is done: time (and draw) from here."""
+        self.t0 = time.perf_counter()
+        self.step0 = self.trainer.step
+        if self.enabled:
+            total = self.trainer.config.steps
+            if _in_notebook() and self.trainer.stream is sys.stderr and importlib.util.find_spec("ipywidgets"):
+                from tqdm.notebook import tqdm
+                self.bar = tqdm(total=total, initial=self.step0, unit="step")
+            else:
+                from tqdm import tqdm
+                self.bar = tqdm(total=total, initial=self.step0, unit="step", file=self.trainer.stream,
+                                dynamic_ncols=True, mininterval=0.2)
+
+    def update(self, fields):
+        if self.bar is not None:
+            self.bar.update(self.trainer.step - self.bar.n)
+            self.bar.set_postfix_str(_fields_text(fields), refresh=False)
+
+    def logged(self, record):
+        """A train record was logged: without a bar, say where the run is (for batch logs)."""
+        if self.enabled or self.t0 is None:
             return
-        now = time.perf_counter()
-        if not force and now - self.last < 0.1:
-            return
-        self.last = now
-        frac = min(1.0, step / self.total)
-        bar = "#" * int(24 * frac)
-        rate = step / max(now - self.start, 1e-9)
-        info = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in fields.items())
-        self.stream.write(f"\r{step:>8d}/{self.total} [{bar:<24}] {info}  {rate:,.0f} steps/s ")
-        self.stream.flush()
+        t = self.trainer
+        elapsed = time.perf_counter() - self.t0
+        done = t.step - self.step0
+        rate = done / elapsed if elapsed > 0 and done > 0 else float("nan")
+        left = max(0, t.config.steps - t.step)
+        eta = _duration(left / rate) if rate == rate and rate > 0 else "?"
+        value = record.get("value")
+        metric = f"  {record['metric']} {value:.4g}" if value is not None else ""
+        logger.info("step %d/%d (%.0f%%)  loss %.4g%s  %.0f steps/s  ETA %s", t.step, t.config.steps,
+                    100.0 * min(1.0, t.step / t.config.steps), record["loss"], metric, rate, eta)
 
     def close(self):
-        if self.enabled:
-            self.stream.write("\n")
-            self.stream.flush()
+        if self.bar is not None:
+            if self.bar.n > self.bar.total or self.trainer.step >= self.trainer.config.steps:
+                self.bar.total = self.bar.n  # the run ends at a segment boundary at or past its total
+            self.bar.refresh()
+            self.bar.close()
+            self.bar = None
+
+
+class _StopSignals:
+    """SIGINT and SIGTERM ask the run to stop at the end of its segment, with a checkpoint; a second one stops
+    at once (the checkpoint on disk is then the last one written)."""
+
+    def __init__(self):
+        self.caught = None
+        self.previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                try:
+                    self.previous[sig] = signal.signal(sig, self._handle)
+                except (ValueError, OSError):  # not settable here (embedded interpreter, say)
+                    pass
+        return self
+
+    def _handle(self, signum, frame):
+        if self.caught is not None:
+            raise KeyboardInterrupt
+        self.caught = signal.Signals(signum).name
+        logger.warning("%s received: stopping at the end of this segment, with a checkpoint "
+                       "(send it again to stop at once)", self.caught)
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        return False
 
 
 class Trainer:
@@ -192,8 +373,24 @@ class Trainer:
         Created if needed. A folder that already holds a run is refused
         (``FileExistsError``): use :meth:`resume`, or another folder.
     progress : bool or None
-        Draw a progress bar on ``stream`` (default: when it is a terminal).
+        Draw a progress bar (tqdm: in a terminal, or in a notebook). Default:
+        when ``stream`` is a terminal or the run is in a Jupyter kernel.
+        Without a bar, a line per train log record goes to the
+        ``"sparse_rtrl"`` logger (``logging``), for batch logs.
     stream : file, default sys.stderr
+        Where the bar is drawn.
+    task : Task, optional
+        A task object to train on instead of building one from
+        ``config.task`` (your own data: :class:`~sparse_rtrl.tasks.ArrayTask`
+        or any :class:`~sparse_rtrl.tasks.Task`). Its ``config()`` is recorded
+        as the run's ``task``; its ``batch_size`` and ``dtype`` must be the
+        configuration's.
+    callbacks : list of Callback, optional
+        Objects with any of the hooks ``on_start``, ``on_log``, ``on_eval``,
+        ``on_checkpoint``, ``on_finish`` (see
+        :mod:`sparse_rtrl.training.callbacks`). A callback may call
+        :meth:`request_stop`. Callbacks with a ``state_dict`` have it saved in
+        the checkpoint and restored, in order, by :meth:`resume`.
 
     Notes
     -----
@@ -205,27 +402,84 @@ class Trainer:
     in the learner). Logs, evaluations and checkpoints happen at segment
     boundaries. A non-finite loss or gradient stops the run with
     :class:`TrainingDiverged`, logged with its step; the checkpoint on disk is
-    the last good one.
+    the last good one. SIGINT or SIGTERM ends the segment, writes a checkpoint
+    and raises :class:`TrainingInterrupted`.
     """
 
-    def __init__(self, config, folder, progress: bool = None, stream=None, _resuming=False):
+    def __init__(self, config, folder, progress: bool = None, stream=None, *, task=None, callbacks=None,
+                 _resuming=False):
         if isinstance(config, dict):
             config = RunConfig.from_dict(config)
         if not isinstance(config, RunConfig):
             raise TypeError(f"config must be a RunConfig or a dict, got {type(config).__name__}")
+        config = dataclasses.replace(config)  # the trainer's own copy: a resume may extend its steps
+        if task is not None:
+            config = self._adopt_task(config, task, _resuming)
         self.config = config.validate()
         self.folder = os.fspath(folder)
         self.stream = sys.stderr if stream is None else stream
         if progress is None:
-            progress = hasattr(self.stream, "isatty") and self.stream.isatty()
+            progress = (hasattr(self.stream, "isatty") and self.stream.isatty()) or _in_notebook()
         self.progress = bool(progress)
+        self.callbacks = self._check_callbacks(callbacks)
         if not _resuming and os.path.exists(os.path.join(self.folder, "config.json")):
             raise FileExistsError(f"{self.folder} already holds a run: resume it or choose another folder")
+        self._user_task = task
+        self._stop_reason = None
+        self._progress = None
+        self.resume_message = None
         self._build()
         if not _resuming:
             os.makedirs(self.folder, exist_ok=True)
             write_text(self._path("config.json"), json.dumps(self.config.to_dict(), indent=2) + "\n")
             open(self._path(runlog.LOG), "w").close()
+
+    @staticmethod
+    def _adopt_task(config, task, resuming):
+        from .tasks import Task
+
+        if not isinstance(task, Task):
+            raise TypeError(f"task must be a sparse_rtrl.tasks.Task, got {type(task).__name__}")
+        if task.batch_size != config.batch_size:
+            raise ValueError(f"task.batch_size is {task.batch_size} but the configuration's batch_size is "
+                             f"{config.batch_size}: they must agree")
+        if np.dtype(task.dtype) != np.dtype(config.dtype):
+            raise ValueError(f"task.dtype is {np.dtype(task.dtype).name} but the configuration's dtype is "
+                             f"{config.dtype}: they must agree")
+        recorded = task.config()
+        if resuming and config.task != recorded:
+            raise ValueError(f"task is not the run's task: the run was trained on {config.task}, "
+                             f"the task given is {recorded}")
+        return dataclasses.replace(config, task=recorded)
+
+    @staticmethod
+    def _check_callbacks(callbacks):
+        if callbacks is None:
+            return []
+        if not isinstance(callbacks, (list, tuple)):
+            raise TypeError(f"callbacks must be a list of callback objects, got {type(callbacks).__name__}")
+        hooks = ("on_start", "on_log", "on_eval", "on_checkpoint", "on_finish")
+        for i, cb in enumerate(callbacks):
+            if isinstance(cb, type):
+                raise TypeError(f"callbacks[{i}] is the class {cb.__name__}: pass an instance, "
+                                f"e.g. {cb.__name__}(...)")
+            if not any(callable(getattr(cb, h, None)) for h in hooks):
+                raise TypeError(f"callbacks[{i}] ({type(cb).__name__}) has none of the hooks {', '.join(hooks)}")
+        return list(callbacks)
+
+    def _call(self, hook, *args):
+        for cb in self.callbacks:
+            fn = getattr(cb, hook, None)
+            if fn is not None:
+                fn(self, *args)
+
+    def request_stop(self, reason: str) -> None:
+        """Ask the run to stop at the end of the current segment (for callbacks: early stopping and the like).
+
+        The run then writes a checkpoint, logs a ``"stopped"`` event with the
+        reason and returns its summary (with ``"stopped": reason``).
+        """
+        self._stop_reason = str(reason)
 
     # -- construction ---------------------------------------------------------------
     def _build(self):
@@ -234,8 +488,10 @@ class Trainer:
 
         c = self.config
         seeds = np.random.SeedSequence(c.seed).generate_state(5)
-        task_cfg = dict(c.task, batch_size=c.batch_size, seed=int(seeds[0]), dtype=c.dtype)
-        self.task = tasks.make_task(task_cfg)
+        if self._user_task is not None:
+            self.task = self._user_task
+        else:
+            self.task = tasks.make_task(dict(c.task, batch_size=c.batch_size, seed=int(seeds[0]), dtype=c.dtype))
         self.cell = registry.make_cell(c.cell, self.task.n_in, c.n_hidden, c.density, int(seeds[1]), c.dtype,
                                        alpha=c.alpha)
         self.learner = registry.make_learner(c.learner, self.cell, c.batch_size, seed=int(seeds[2]),
@@ -243,7 +499,8 @@ class Trainer:
         self.readout = LinearReadout(self.cell, self.task.n_out, loss=self.task.loss, seed=int(seeds[3]),
                                      feedback=c.feedback)
         self.optimizer = registry.make_optimizer(c.optimizer, [self.cell.params, self.readout.params], c.lr,
-                                                 momentum=c.momentum, clip_norm=c.clip_norm)
+                                                 momentum=c.momentum, clip_norm=c.clip_norm,
+                                                 schedule=c.make_schedule(), weight_decay=c.weight_decay)
         self._eval_seed = int(seeds[4])
         self.step = 0
         self._window = {"loss": 0.0, "score": 0.0, "steps": 0, "n": 0}
@@ -256,9 +513,10 @@ class Trainer:
     # -- state ------------------------------------------------------------------------
     def state(self):
         """The whole run state as a nested dict (what ``checkpoint.npz`` holds)."""
-        return {
+        state = {
             "format": FORMAT,
             "step": self.step,
+            "steps": self.config.steps,
             "seconds": self.seconds,
             "window": dict(self._window),
             "next": dict(self._next),
@@ -268,6 +526,11 @@ class Trainer:
             "learner": checkpoint.get_state(self.learner),
             "task": self.task.state_dict(),
         }
+        kept = {str(i): {"class": type(cb).__qualname__, "state": cb.state_dict()}
+                for i, cb in enumerate(self.callbacks) if hasattr(cb, "state_dict")}
+        if kept:
+            state["callbacks"] = kept
+        return state
 
     def load_state(self, state):
         if state.get("format") not in READABLE_FORMATS:
@@ -279,36 +542,77 @@ class Trainer:
         checkpoint.set_state(self.learner, state["learner"])
         self.task.load_state_dict(state["task"])
         self.step = int(state["step"])
+        if "steps" in state:  # the run's total, as a resume may have extended it
+            self.config = dataclasses.replace(self.config, steps=int(state["steps"]))
         self.seconds = float(state["seconds"])
         self._window = dict(state["window"])
         self._next = dict(state["next"])
+        for i, cb in enumerate(self.callbacks):
+            saved = state.get("callbacks", {}).get(str(i))
+            if saved is not None and hasattr(cb, "load_state_dict"):
+                if saved["class"] != type(cb).__qualname__:
+                    raise ValueError(f"callbacks[{i}] is a {type(cb).__qualname__}, but the checkpoint holds the "
+                                     f"state of a {saved['class']} there: pass the run's callbacks in their order")
+                cb.load_state_dict(saved["state"])
 
     def save_checkpoint(self):
-        checkpoint.save(self._path("checkpoint.npz"), self.state())
+        path = self._path("checkpoint.npz")
+        checkpoint.save(path, self.state())
+        self._call("on_checkpoint", path)
 
     @classmethod
-    def resume(cls, folder, steps: int = None, progress: bool = None, stream=None) -> "Trainer":
+    def resume(cls, folder, steps: int = None, progress: bool = None, stream=None, *, task=None,
+               callbacks=None) -> "Trainer":
         """Continue the run in ``folder`` from its checkpoint.
 
-        ``steps`` (optional) raises the run's total step count. Log lines
-        written after the checkpoint are dropped, so the log matches the
-        resumed run.
+        ``steps`` (optional) extends the run to that many steps in all: it must
+        be more than the step the checkpoint holds. The extension is logged
+        (an ``"extend"`` event) and kept in the checkpoint; ``config.json``
+        stays as the run was started. Log lines written after the checkpoint
+        are dropped, so the log matches the resumed run; where the run
+        restarts is in :attr:`resume_message` (and the ``"sparse_rtrl"`` log).
+        ``task`` and ``callbacks`` as for the constructor: a run on an
+        in-memory task needs the same task object again.
         """
         folder = os.fspath(folder)
         path = os.path.join(folder, "config.json")
         if not os.path.exists(path):
             raise FileNotFoundError(f"{folder} holds no run (no config.json)")
-        with open(path) as f:
-            cfg = json.load(f)
-        if steps is not None:
-            cfg["steps"] = check_int(steps, "steps", minimum=1)
-        trainer = cls(cfg, folder, progress=progress, stream=stream, _resuming=True)
+        try:
+            with open(path, encoding="utf-8") as f:
+                cfg = json.load(f)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path} is not a run configuration (not JSON: {exc})") from None
+        trainer = cls(cfg, folder, progress=progress, stream=stream, task=task, callbacks=callbacks,
+                      _resuming=True)
         ck = trainer._path("checkpoint.npz")
         if os.path.exists(ck):
             trainer.load_state(checkpoint.load(ck))
-        runlog.truncate(trainer._path(runlog.LOG), trainer.step)
+        log_path = trainer._path(runlog.LOG)
+        reached = max((r.get("step", 0) for r in read_log(log_path)), default=0) if os.path.exists(log_path) else 0
+        runlog.truncate(log_path, trainer.step)
+        total = trainer.config.steps
         if steps is not None:
-            write_text(path, json.dumps(trainer.config.to_dict(), indent=2) + "\n")
+            steps = check_int(steps, "steps", minimum=1)
+            if steps <= trainer.step:
+                raise ValueError(f"steps must be more than the {trainer.step} steps the run's checkpoint holds "
+                                 f"(it extends the run), got {steps}")
+            if steps != total:
+                trainer._log({"event": "extend", "step": trainer.step, "steps": steps, "previous_steps": total})
+                trainer.config = dataclasses.replace(trainer.config, steps=steps)
+                checkpoint.save(trainer._path("checkpoint.npz"), trainer.state())  # before run(): no hooks yet
+        total = trainer.config.steps
+        if trainer.step >= total:
+            message = f"{folder} is complete at step {trainer.step} of {total}; give more steps to extend it"
+        else:
+            message = f"resuming {folder} from its checkpoint at step {trainer.step} of {total}"
+            if reached > trainer.step:
+                message += (f" (the run had logged up to step {reached}: the {reached - trainer.step} steps "
+                            f"after the checkpoint are trained again)")
+        if steps is not None and steps != cfg.get("steps"):
+            message += f"; extended to {total} steps"
+        trainer.resume_message = message
+        logger.info("%s", message)
         return trainer
 
     # -- logging ------------------------------------------------------------------------
@@ -350,45 +654,95 @@ class Trainer:
             done += T
         return weighted / count if count else float("nan")
 
+    def _evaluation(self):
+        record = {"step": self.step, "split": "eval", "metric": self.task.metric, "value": self.evaluate(),
+                  **self._extra()}
+        self._log(record)
+        self._call("on_eval", record)
+
     # -- the loop -----------------------------------------------------------------------
     def run(self) -> dict:
-        """Train until ``config.steps``; returns the summary dict (also in ``summary.json``)."""
+        """Train until ``config.steps``; returns the summary dict (also in ``summary.json``).
+
+        Raises
+        ------
+        TrainingDiverged
+            A loss or gradient became NaN or infinite (the last good
+            checkpoint is kept).
+        TrainingInterrupted
+            SIGINT or SIGTERM arrived; the run wrote a checkpoint at the end of
+            its segment (``sparse-rtrl resume`` continues it).
+        """
         c = self.config
-        bar = _Progress(c.steps, self.stream, self.progress)
+        self._stop_reason = None
+        self._call("on_start")
+        progress = self._progress = _Progress(self, self.progress)
         started = time.perf_counter() - self.seconds
         last_score = float("nan")
         if self.step == 0 and not os.path.exists(self._path("checkpoint.npz")):
             self.save_checkpoint()  # a run that diverges early still has a good state to go back to
-        try:
-            while self.step < c.steps:
-                seg = self.task.segment()
-                if seg.reset:
-                    self._end_episode()
-                    self.learner.reset()
-                try:
-                    losses = train_online(self.learner, self.readout, self.optimizer, seg.inputs, seg.targets,
-                                          c.update_every)
-                except DivergenceError as exc:
-                    at = self.step + exc.step + 1
-                    self._log({"event": "diverged", "step": at, "detail": str(exc)})
-                    raise TrainingDiverged(at, str(exc)) from None
-                T = seg.inputs.shape[0]
-                self.task.record(seg, losses)
-                self.step += T
-                n_scored = int(np.sum(seg.scored))
-                if n_scored:
-                    last_score = float(self.task.score(seg, losses))
-                    self._window["score"] += last_score * n_scored
-                    self._window["steps"] += n_scored
-                self._window["loss"] += float(np.sum(losses)) / (c.batch_size or 1)
-                self._window["n"] += T
-                self.seconds = time.perf_counter() - started
-                bar.update(self.step, {"loss": self._window["loss"] / self._window["n"], self.task.metric: last_score,
-                                       **self._extra()})
-                self._boundary()
-        finally:
-            bar.close()
+        notice = threading.Timer(1.5, self._compiling_notice)
+        notice.daemon = True
+        first = True
+        with _StopSignals() as signals:
+            try:
+                if self.step < c.steps:
+                    notice.start()
+                while self.step < c.steps:
+                    seg = self.task.segment()
+                    if seg.reset:
+                        self._end_episode()
+                        self.learner.reset()
+                    try:
+                        losses = train_online(self.learner, self.readout, self.optimizer, seg.inputs, seg.targets,
+                                              c.update_every)
+                    except DivergenceError as exc:
+                        self._diverged(self.step + exc.step + 1, exc.what)
+                    T = seg.inputs.shape[0]
+                    self.task.record(seg, losses)
+                    self.step += T
+                    n_scored = int(np.sum(seg.scored))
+                    if n_scored:
+                        last_score = float(self.task.score(seg, losses))
+                        self._window["score"] += last_score * n_scored
+                        self._window["steps"] += n_scored
+                    self._window["loss"] += float(np.sum(losses)) / (c.batch_size or 1)
+                    self._window["n"] += T
+                    self.seconds = time.perf_counter() - started
+                    if first:
+                        notice.cancel()
+                        progress.started()
+                        first = False
+                    progress.update({"loss": self._window["loss"] / max(1, self._window["n"]),
+                                     self.task.metric: last_score, **self._extra()})
+                    self._boundary()
+                    if signals.caught or self._stop_reason:
+                        break
+            finally:
+                notice.cancel()
+                progress.close()
+        if signals.caught:
+            self.save_checkpoint()
+            self._log({"event": "interrupted", "step": self.step, "signal": signals.caught})
+            raise TrainingInterrupted(self.step, signals.caught, self.folder)
+        if self._stop_reason:
+            self.save_checkpoint()
+            self._log({"event": "stopped", "step": self.step, "reason": self._stop_reason})
+            logger.info("stopped at step %d: %s", self.step, self._stop_reason)
         return self._finish()
+
+    def _compiling_notice(self):
+        text = "compiling kernels (first run only: they are cached on disk afterwards)..."
+        if self.progress:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+        else:
+            logger.info("%s", text)
+
+    def _diverged(self, step, what):
+        detail = f"the {what} became NaN or infinite"
+        self._log({"event": "diverged", "step": step, "detail": detail})
+        raise TrainingDiverged(step, detail) from None
 
     def _end_episode(self):
         """End the learner's sequence and apply the gradient left in a partial block at an episode's end."""
@@ -401,12 +755,12 @@ class Trainer:
         if np.any(g) or np.any(r):
             try:
                 self.optimizer.step([g, r])
-            except FloatingPointError as exc:
-                self._log({"event": "diverged", "step": self.step, "detail": str(exc)})
-                raise TrainingDiverged(self.step, str(exc)) from None
+            except FloatingPointError:
+                self._diverged(self.step, "gradient")
 
     def _boundary(self):
         c = self.config
+        progress = self._progress
         if self.step >= self._next["log"]:
             w = self._window
             rec = {"step": self.step, "split": "train", "metric": self.task.metric,
@@ -416,9 +770,11 @@ class Trainer:
             self._log(rec)
             self._window = {"loss": 0.0, "score": 0.0, "steps": 0, "n": 0}
             self._advance("log", c.log_every)
+            if progress is not None:
+                progress.logged(rec)
+            self._call("on_log", rec)
         if self._next["eval"] is not None and self.step >= self._next["eval"]:
-            self._log({"step": self.step, "split": "eval", "metric": self.task.metric, "value": self.evaluate(),
-                       **self._extra()})
+            self._evaluation()
             self._advance("eval", c.eval_every)
         if self.step >= self._next["checkpoint"] or self.step >= c.steps:
             self.save_checkpoint()
@@ -430,7 +786,14 @@ class Trainer:
             self._next[event] += every
 
     def _finish(self):
+        stopped = self._stop_reason  # a stop asked for by the final evaluation's callbacks comes too late
         records = read_log(self._path(runlog.LOG))
+        evals = [r for r in records if r.get("split") == "eval"]
+        if self.config.eval_every and not (evals and evals[-1]["step"] == self.step):
+            self._evaluation()  # the final evaluation is of the final weights
+            records = read_log(self._path(runlog.LOG))
+            if any(hasattr(cb, "state_dict") for cb in self.callbacks):
+                self.save_checkpoint()  # with the callbacks' state after that evaluation
         train = [r for r in records if r.get("split") == "train" and r.get("value") is not None]
         evals = [r for r in records if r.get("split") == "eval"]
         summary = {
@@ -442,10 +805,13 @@ class Trainer:
             "learner": self.learner.name,
             **self._extra(),
         }
+        if stopped:
+            summary["stopped"] = stopped
         self._log({"event": "end", "step": self.step, **summary})
         write_text(self._path("summary.json"), json.dumps(summary, indent=2) + "\n")
         try:
             plot_run(self.folder)
         except ImportError:
-            self.stream.write('no loss.png: matplotlib is missing (pip install "sparse_rtrl[plot]")\n')
+            warnings.warn('no loss.png: matplotlib is missing (pip install "sparse_rtrl[plot]")', stacklevel=2)
+        self._call("on_finish", summary)
         return summary
