@@ -860,6 +860,105 @@ class VanillaRNN(Cell, key="vanilla"):
 
         return vanilla_kernel_par
 
+    @classmethod
+    def reservoir(cls, n_in: int, n_hidden: int, spectral_radius: float = 0.9, input_scaling: float = 1.0,
+                  leak: float = 1.0, density: float = 0.1, seed=0, dtype=np.float64, *,
+                  input_density: float = 1.0, bias_scaling: float = 0.0) -> "VanillaRNN":
+        """An echo-state reservoir (Jaeger 2001): a tanh cell with ``W`` rescaled to a given spectral radius.
+
+        Train it with ``sr.ReadoutOnly`` (the reservoir keeps its weights) and
+        a ``sr.LinearReadout``: that is an echo-state network, whose readout
+        alone learns, online (LMS for the squared error).
+
+        Parameters
+        ----------
+        n_in, n_hidden : int
+        spectral_radius : float >= 0
+            The largest modulus of an eigenvalue of ``W`` after rescaling
+            (below 1 for the echo-state property in the usual rule of thumb).
+            As in Lukosevicius (2012), the radius of ``W`` itself, not of the
+            leaky step's ``(1 - leak) I + leak W``.
+        input_scaling : float >= 0
+            ``U`` is drawn uniformly from ``[-input_scaling, input_scaling]``.
+        leak : float in (0, 1]
+            The leaking rate, the cell's ``alpha``:
+            ``h' = (1 - leak) h + leak tanh(W h + U x + b)``.
+        density : float in (0, 1]
+            Fraction of stored entries of ``W`` (random pattern).
+        seed : int, numpy.random.Generator or None
+            Draws the patterns, ``W``, ``U`` and ``b``; the same seed gives the same reservoir.
+        dtype : numpy.float32 or numpy.float64
+        input_density : float in (0, 1]
+            Fraction of stored entries of ``U``.
+        bias_scaling : float >= 0
+            ``b`` is drawn uniformly from ``[-bias_scaling, bias_scaling]`` (default 0: no bias).
+
+        Returns
+        -------
+        VanillaRNN
+            A plain cell (its ``config()`` rebuilds the pattern, its
+            ``state_dict()`` holds the rescaled weights).
+
+        Raises
+        ------
+        ValueError
+            A bad argument (named), or a pattern whose ``W`` has spectral
+            radius 0 (nilpotent: too sparse to rescale; raise ``density``).
+
+        Notes
+        -----
+        ``W`` is drawn as for any cell (``N(0, 1/k)`` on its pattern), then
+        multiplied by ``spectral_radius / rho(W)``, with ``rho`` computed in
+        float64: from all eigenvalues (``numpy.linalg.eigvals``) up to 500
+        units, by ARPACK (``scipy.sparse.linalg.eigs``, a fixed start
+        vector) above.
+        """
+        spectral_radius = check_float(spectral_radius, "spectral_radius", low=0.0)
+        input_scaling = check_float(input_scaling, "input_scaling", low=0.0)
+        leak = check_float(leak, "leak", 0.0, 1.0, low_open=True)
+        if density is None:
+            density = 1.0
+        density = check_float(density, "density", 0.0, 1.0, low_open=True)
+        bias_scaling = check_float(bias_scaling, "bias_scaling", low=0.0)
+        seed = check_seed(seed)
+        cell = cls(n_in, n_hidden, density=density, alpha=leak, seed=seed, dtype=dtype, input_density=input_density)
+        # Another stream than the cell's own draws (which made the patterns and W) for U and b.
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(
+            None if seed is None else [seed, 1])
+        W = cell.weights["W"]
+        values = W.data.astype(np.float64)
+        rho = _spectral_radius(W.pattern.to_scipy(values))
+        if rho <= 1e-12 * float(np.abs(values).max(initial=0.0)) or rho == 0.0:
+            raise ValueError(f"the recurrent weights drawn at density={density} (seed={seed}) have spectral "
+                             f"radius 0 (a nilpotent pattern): raise density or change seed")
+        W.data[:] = values * (spectral_radius / rho)
+        U = cell.weights["U"]
+        U.data[:] = rng.uniform(-input_scaling, input_scaling, size=U.nnz)
+        cell.weights["b"][:] = rng.uniform(-bias_scaling, bias_scaling, size=cell.n_hidden)
+        return cell
+
+
+#: Above this many units, ``VanillaRNN.reservoir`` finds the spectral radius by ARPACK, not all eigenvalues.
+_DENSE_EIGVALS_MAX = 500
+
+
+def _spectral_radius(W):
+    """The largest modulus of an eigenvalue of the float64 CSR matrix ``W`` (square)."""
+    n = W.shape[0]
+    if n <= _DENSE_EIGVALS_MAX:
+        return float(np.max(np.abs(np.linalg.eigvals(W.toarray()))))
+    from scipy.sparse.linalg import ArpackNoConvergence, eigs
+
+    try:
+        # A fixed start vector: ARPACK's own is random, and the reservoir must not depend on it. Six
+        # eigenvalues on 60 Arnoldi vectors: a random matrix has many eigenvalues of nearly the largest
+        # modulus, and with k=1 ARPACK can settle on one 1% short of it (n=2000).
+        start = np.random.default_rng(0).uniform(-1.0, 1.0, size=n)
+        vals = eigs(W, k=6, ncv=60, which="LM", return_eigenvectors=False, v0=start, maxiter=100 * n, tol=1e-10)
+        return float(np.max(np.abs(vals)))
+    except ArpackNoConvergence:
+        return float(np.max(np.abs(np.linalg.eigvals(W.toarray()))))
+
 
 class GRUArgs(NamedTuple):
     """What the GRU step reads (``_cell_kernels.gru_kernel``)."""

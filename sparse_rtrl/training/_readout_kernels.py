@@ -8,7 +8,7 @@ numbers. The loss codes are those of ``losses.py``.
 import numpy as np
 
 from .._jit import njit
-from .losses import MSE
+from .losses import BERNOULLI, MSE
 
 
 @njit
@@ -26,10 +26,17 @@ def _outputs(params, n_out, n_hidden, h, yb):
 def loss_and_error(code, yb, target_f, target_i, dy, total):
     """``total`` plus the loss of outputs ``yb`` (one stream); ``dy`` = dL/dy.
 
-    ``code`` ``MSE``: ``L = 0.5 |y - target_f|^2``; else softmax cross-entropy
-    with class ``target_i``, in nats (computed in float64, shifted by the
-    max); a class of -1 means no target: no loss, and ``dy = 0``. The loss is
-    added term by term to ``total`` (float64), in the order of the outputs.
+    ``code`` ``MSE``: ``L = 0.5 |y - target_f|^2``; ``BERNOULLI``: sigmoid
+    cross-entropy against ``target_f`` in [0, 1], in nats,
+    ``L = sum_j softplus(y_j) - t_j y_j`` written as
+    ``(1 - t) y + log1p(exp(-|y|))`` for ``y >= 0`` and
+    ``-t y + log1p(exp(-|y|))`` below (float64; no overflow, and a sum of
+    non-negative terms, so no cancellation where ``p`` is near ``t``),
+    ``dy = sigmoid(y) - t``; else
+    softmax cross-entropy with class ``target_i``, in nats (computed in
+    float64, shifted by the max); a class of -1 means no target: no loss, and
+    ``dy = 0``. The loss is added term by term to ``total`` (float64), in the
+    order of the outputs.
     """
     n_out = yb.shape[0]
     if code == MSE:
@@ -37,6 +44,18 @@ def loss_and_error(code, yb, target_f, target_i, dy, total):
             d = yb[j] - target_f[j]
             dy[j] = d
             total += 0.5 * np.float64(d) * np.float64(d)
+    elif code == BERNOULLI:
+        for j in range(n_out):
+            z = np.float64(yb[j])
+            t = np.float64(target_f[j])
+            e = np.exp(-abs(z))  # in (0, 1]: never overflows
+            # Both terms >= 0 (t in [0, 1]): no cancellation, however the sum is associated.
+            if z >= 0.0:
+                total += (1.0 - t) * z + np.log1p(e)
+                dy[j] = 1.0 / (1.0 + e) - t
+            else:
+                total += -t * z + np.log1p(e)
+                dy[j] = e / (1.0 + e) - t
     elif target_i < 0:
         for j in range(n_out):
             dy[j] = 0.0

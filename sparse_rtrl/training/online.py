@@ -51,6 +51,7 @@ def _check_stream(learner, readout, inputs, targets):
     T = xs.shape[0]
     if LOSSES[readout.loss].targets == "real":
         ys_f = check_real_array(targets, "targets", (T,) + ((B,) if B else ()) + (readout.n_out,), cell.dtype)
+        LOSSES[readout.loss].check_targets(ys_f, "targets")
         ys_f = ys_f.reshape(T, B or 1, readout.n_out)
         ys_i = np.zeros((T, B or 1), dtype=np.int64)
     else:
@@ -81,8 +82,8 @@ def train_online(learner, readout, optimizer, inputs, targets, update_every: int
         Over ``[learner.cell.params, readout.params]``, in that order.
     inputs : array_like, shape (T, n_in), or (T, B, n_in) for a batched learner
     targets : array_like
-        ``(T, n_out)`` / ``(T, B, n_out)`` reals for "mse"; ``(T,)`` / ``(T, B)``
-        ints for "cross_entropy".
+        ``(T, n_out)`` / ``(T, B, n_out)`` reals for "mse" (in [0, 1] for
+        "bernoulli"); ``(T,)`` / ``(T, B)`` ints for "cross_entropy".
     update_every : int
         Steps per update (1 is fully online). Gradient accumulated by a final
         partial block stays in the learner and readout for the next call.

@@ -47,11 +47,15 @@ class LinearReadout(Readout, key="linear"):
         Fixes ``n_hidden``, the state size and the dtype.
     n_out : int
         Outputs (classes, for cross-entropy).
-    loss : {"mse", "cross_entropy"}
+    loss : {"mse", "cross_entropy", "bernoulli"}
         A key of the loss table (:mod:`sparse_rtrl.training.losses`).
         ``"mse"``: ``L = 0.5 |y - target|^2`` with a real target of shape
         ``(n_out,)``. ``"cross_entropy"``: softmax cross-entropy (nats) with
-        an integer class target.
+        an integer class target. ``"bernoulli"``: sigmoid cross-entropy
+        (nats), ``p = sigmoid(y)``,
+        ``L = -sum_k [t_k log p_k + (1 - t_k) log(1 - p_k)]``, with a real
+        target of shape ``(n_out,)`` in [0, 1] (pixel intensities), computed
+        stably for any logit; ``dL/dy = p - t``.
     seed : int or numpy.random.Generator
         ``V`` starts ~ N(0, 1/n_hidden); the bias starts at 0.
     feedback : {"transpose", "random"}
@@ -144,6 +148,7 @@ class LinearReadout(Readout, key="linear"):
         shape = (batch,) if batch is not None else ()
         if self._loss.targets == "real":
             tf = check_real_array(target, "target", shape + (self.n_out,), self.dtype)
+            self._loss.check_targets(tf, "target")
             return tf.reshape(-1, self.n_out), np.zeros(tf.size // self.n_out, dtype=np.int64)
         arr = np.asarray(target)
         if arr.dtype.kind not in "iu":
@@ -162,8 +167,8 @@ class LinearReadout(Readout, key="linear"):
         ----------
         s : array_like, shape (S,) or (B, S)
         target : array_like
-            ``(n_out,)`` / ``(B, n_out)`` reals for "mse"; an int / ``(B,)``
-            ints for "cross_entropy".
+            ``(n_out,)`` / ``(B, n_out)`` reals for "mse" (in [0, 1] for
+            "bernoulli"); an int / ``(B,)`` ints for "cross_entropy".
 
         Returns
         -------
@@ -196,7 +201,8 @@ class LinearReadout(Readout, key="linear"):
         return float(readout_loss(self._params, self.n_out, self._loss.code, states, tf, ti, y, dy))
 
     def predict(self, s):
-        """Outputs ``y`` (logits for cross-entropy) for state(s) ``s``."""
+        """Outputs ``y`` (logits for cross-entropy and bernoulli: ``sigmoid(y)`` is then the prediction) for
+        state(s) ``s``."""
         from ._readout_kernels import readout_predict
 
         states, batched = self._states(s)
