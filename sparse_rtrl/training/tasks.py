@@ -130,7 +130,8 @@ import numpy as np
 from .._validate import check_dtype, check_float, check_int
 from ..registry import TASKS, Registered
 
-__all__ = ["Add", "ArrayTask", "CharLM", "Copy", "Mimic", "MissingCorpusError", "Segment", "TASKS", "Task", "make_task"]
+__all__ = ["Add", "ArrayTask", "Bouncing", "CharLM", "Copy", "Mimic", "MissingCorpusError", "Segment", "TASKS",
+           "Task", "make_task"]
 
 LN2 = math.log(2.0)
 
@@ -747,23 +748,47 @@ class CharLM(Task, key="charlm"):
     split : {"train", "valid", "test"}
         The part this task streams; ``"test"`` only for a corpus.
         :meth:`held_out` gives the ``"valid"`` task.
+    protocol : {"stream", "sentences"}
+        ``"stream"`` (default): one continuing stream per batch entry, cut
+        into segments of ``length`` steps. ``"sentences"``: every segment is
+        a batch of ``B`` whole sentences (lines), each an episode of its own
+        (the paper's way for Penn Treebank, Ororbia & Mali 2019); ``length``
+        is then not used.
 
     Notes
     -----
-    Each stream reads on across segments and wraps around from the end of
-    its part of the text to its start (the character after the last is the
-    first). Stream ``b`` starts at offset ``(start + b N // B) mod N`` for a
-    text of ``N`` characters, ``start`` drawn from ``seed``. All steps are
-    scored; ``seg.reset`` is True only for the first segment. Every
-    character of the validation (and test) part must occur in the training
-    part, or construction fails.
+    ``"stream"``: each stream reads on across segments and wraps around
+    from the end of its part of the text to its start (the character after
+    the last is the first). Stream ``b`` starts at offset
+    ``(start + b N // B) mod N`` for a text of ``N`` characters, ``start``
+    drawn from ``seed``. All steps are scored; ``seg.reset`` is True only
+    for the first segment.
+
+    ``"sentences"``: the part is split on ``"\\n"`` into sentences (Mikolov's
+    PTB text has one per line; empty lines are skipped), and the newline is
+    both the start and the end symbol: a sentence ``c_1 ... c_L`` is read as
+    inputs ``\\n c_1 ... c_L`` with targets ``c_1 ... c_L \\n`` (``L + 1``
+    steps, so every character and the end of the sentence is predicted, as
+    in the stream). A segment holds ``B`` sentences, one per stream (one
+    for an unbatched task), padded to the longest with zero inputs and
+    target ``-1`` (no loss, no credit); ``seg.reset`` is always
+    True (the state is cleared for every batch of sentences), and
+    :meth:`score` is the loss in bits per real character, padding excluded.
+    Sentences are drawn without replacement in an order shuffled by
+    ``seed``, reshuffled after each pass over the part. With ``path`` or
+    ``text``, the split between training and validation parts moves back to
+    the start of the line it falls in, so both hold whole sentences. The
+    training part must contain a newline.
+
+    Every character of the validation (and test) part must occur in the
+    training part, or construction fails.
     """
 
     loss = "cross_entropy"
     metric = "bits_per_char"
 
     def __init__(self, path=None, text=None, corpus=None, length=100, batch_size=None, seed=0, dtype=np.float32,
-                 valid_fraction=0.1, split="train"):
+                 valid_fraction=0.1, split="train", protocol="stream"):
         given = [k for k, v in (("path", path), ("text", text), ("corpus", corpus)) if v is not None]
         if len(given) != 1:
             raise ValueError(f"give exactly one of path, text and corpus, got {given or 'none'}")
@@ -776,6 +801,9 @@ class CharLM(Task, key="charlm"):
         splits = PTB_SPLITS if corpus is not None else ("train", "valid")
         if split not in splits:
             raise ValueError(f"split must be one of {splits}, got {split!r}")
+        if protocol not in ("stream", "sentences"):
+            raise ValueError(f"protocol must be 'stream' or 'sentences', got {protocol!r}")
+        self.protocol = protocol
         self.valid_fraction = check_float(valid_fraction, "valid_fraction", low=0.0, high=1.0, low_open=True,
                                           high_open=True)
         self.length = check_int(length, "length", minimum=1)
@@ -797,6 +825,8 @@ class CharLM(Task, key="charlm"):
                 full, source = text, "text"
             n_valid = int(round(len(full) * self.valid_fraction))
             cut = len(full) - n_valid
+            if protocol == "sentences" and full.rfind("\n", 0, cut) >= 0:
+                cut = full.rfind("\n", 0, cut) + 1  # whole sentences on both sides
             train, valid = full[:cut], full[cut:]
             for name, part_text in (("training", train), ("validation", valid)):
                 if len(part_text) < 2:
@@ -818,12 +848,86 @@ class CharLM(Task, key="charlm"):
         self.ids = self.ids.astype(np.int64)
         self.ids.flags.writeable = False
         self.n_in = self.n_out = len(self.vocab)
+        if protocol == "sentences":
+            self._init_sentences(split)
+            return
         N = self.ids.shape[0]
         start = int(np.random.default_rng(self.seed).integers(0, N))
         self._positions = (start + np.arange(self._B, dtype=np.int64) * N // self._B) % N
         self._started = False
 
+    def _init_sentences(self, split):
+        """The sentences of the part (start and length in ``ids``, newlines excluded) and their first order."""
+        if "\n" not in self.vocab:
+            raise ValueError("protocol='sentences' reads the text line by line, but its training part has no "
+                             "newline ('\\n')")
+        self.episodic = True
+        self._newline = self.vocab.index("\n")
+        ends = np.concatenate([np.flatnonzero(self.ids == self._newline), [self.ids.shape[0]]])
+        starts = np.concatenate([[0], ends[:-1] + 1])
+        keep = ends > starts
+        if not keep.any():
+            raise ValueError(f"the {split} part has no sentence (only empty lines)")
+        self.sentence_starts = starts[keep].astype(np.int64)
+        self.sentence_lengths = (ends - starts)[keep].astype(np.int64)
+        for arr in (self.sentence_starts, self.sentence_lengths):
+            arr.flags.writeable = False
+        self._rng = np.random.default_rng(self.seed)
+        self._order = self._rng.permutation(self.n_sentences)
+        self._cursor = 0
+
+    @property
+    def n_sentences(self):
+        """Sentences in the part (``protocol="sentences"``)."""
+        return self.sentence_starts.shape[0]
+
+    def _next_sentences(self, n):
+        """The next ``n`` sentence indices of the shuffled order, reshuffling after each pass."""
+        out = np.empty(n, dtype=np.int64)
+        filled = 0
+        while filled < n:
+            if self._cursor == self._order.shape[0]:
+                self._order = self._rng.permutation(self.n_sentences)
+                self._cursor = 0
+            take = min(n - filled, self._order.shape[0] - self._cursor)
+            out[filled:filled + take] = self._order[self._cursor:self._cursor + take]
+            filled += take
+            self._cursor += take
+        return out
+
+    def _sentence_segment(self):
+        B = self._B
+        chosen = self._next_sentences(B)
+        lengths = self.sentence_lengths[chosen]
+        steps = lengths + 1  # "\n c_1 ... c_L" -> "c_1 ... c_L \n"
+        T = int(steps.max())
+        seq = np.full((T + 1, B), self._newline, dtype=np.int64)
+        for b, k in enumerate(chosen):
+            start, L = self.sentence_starts[k], lengths[b]
+            seq[1:L + 1, b] = self.ids[start:start + L]
+        real = np.arange(T)[:, None] < steps[None, :]  # (T, B): steps that are not padding
+        inputs = np.zeros((T, B, self.n_in), dtype=self.dtype)
+        t_idx, b_idx = np.nonzero(real)
+        inputs[t_idx, b_idx, seq[t_idx, b_idx]] = 1.0
+        targets = np.where(real, seq[1:], -1)
+        if self.batch_size is None:
+            inputs, targets = inputs[:, 0], targets[:, 0]
+        return Segment(inputs, targets, np.ones(T, dtype=bool), True)
+
+    def score(self, seg, losses):
+        """Bits per character: for ``"sentences"``, the loss summed over the segment divided by its real
+        (non-padding) characters; for ``"stream"``, as :meth:`Task.score`."""
+        if self.protocol == "stream":
+            return super().score(seg, losses)
+        arr = self._check_losses(seg, losses)
+        n_real = int(np.count_nonzero(np.asarray(seg.targets) >= 0))
+        if n_real == 0:
+            raise ValueError("seg has no target")
+        return float(arr.sum()) / n_real / LN2
+
     def segment(self):
+        if self.protocol == "sentences":
+            return self._sentence_segment()
         T, N = self.length, self.ids.shape[0]
         idx = (self._positions[None, :] + np.arange(T + 1)[:, None]) % N
         chars = self.ids[idx]
@@ -847,12 +951,30 @@ class CharLM(Task, key="charlm"):
         cfg = self._common_config()
         cfg.update(path=self.path, text=self.text, corpus=self.corpus, length=self.length,
                    valid_fraction=self.valid_fraction, split=self.split)
+        if self.protocol != "stream":  # the stream's config stays as runs recorded it before protocols
+            cfg["protocol"] = self.protocol
         return cfg
 
     def state_dict(self):
+        if self.protocol == "sentences":
+            return {"name": self.name, "rng": _rng_state(self._rng), "order": self._order.copy(),
+                    "cursor": self._cursor}
         return {"name": self.name, "positions": self._positions.copy(), "started": self._started}
 
     def load_state_dict(self, state):
+        if self.protocol == "sentences":
+            self._check_state(state, ("rng", "order", "cursor"))
+            order = np.asarray(state["order"])
+            n = self.n_sentences
+            if (order.dtype.kind not in "iu" or order.shape != (n,)
+                    or not np.array_equal(np.sort(order), np.arange(n))):
+                raise ValueError(f"state['order'] must be a permutation of the {n} sentences, got {order.dtype} "
+                                 f"{order.shape}")
+            cursor = check_int(state["cursor"], "state['cursor']", minimum=0, maximum=n)
+            _set_rng_state(self._rng, state["rng"])
+            self._order = np.array(order, dtype=np.int64, copy=True)
+            self._cursor = cursor
+            return
         self._check_state(state, ("positions", "started"))
         pos = np.asarray(state["positions"])
         if pos.shape != self._positions.shape or pos.dtype.kind not in "iu":
@@ -1365,3 +1487,6 @@ def make_task(config: dict) -> "Task":
         if "unexpected keyword" in str(exc):
             raise TypeError(f"config has a key the {config['name']!r} task does not take: {exc}") from exc
         raise
+
+
+from .bouncing import Bouncing  # noqa: E402  (a task of its own module; registers itself)
