@@ -16,6 +16,7 @@ from .compare import stream_credits
 from .training.online import DivergenceError, train_online
 from .training.optim import SGD, Adam, Optimizer
 from .patterns import Pattern
+from .ptncn import PTNCN
 from .training.readouts import LinearReadout
 from .training.callbacks import Callback, CSVLogger, EarlyStopping, TensorBoardLogger
 from .training.trainer import RunConfig, Trainer, TrainingDiverged, TrainingInterrupted
@@ -37,7 +38,7 @@ __all__ = [
     "Callback", "CSVLogger", "EarlyStopping", "TensorBoardLogger",
     "BPTT", "DNI", "DNIb", "EProp", "FutureBPTT", "GRU", "GradCheckReport", "KFRTRL", "KeRNL", "LSTM", "RFLO",
     "RKFRTRL", "RTRL", "ReadoutOnly", "TBPTT", "UORO", "Adam", "Cell", "CellStructure", "DivergenceError", "Jacobians",
-    "Learner", "LinearReadout", "Optimizer", "Pattern", "SGD", "SnAp", "SparseWeight", "VanillaRNN",
+    "Learner", "LinearReadout", "Optimizer", "PTNCN", "Pattern", "SGD", "SnAp", "SparseWeight", "VanillaRNN",
     "alignment", "estimator_variance", "gradcheck", "stream_credits", "train_online", "RunConfig", "Trainer",
     "TrainingDiverged", "TrainingInterrupted", "checkpoint", "registry", "schedules", "tasks",
 ]

@@ -27,8 +27,9 @@ from typing import ClassVar
 
 import numpy as np
 
-__all__ = ["CELLS", "LEARNERS", "LOSSES", "OPTIMIZERS", "READOUTS", "SCHEDULES", "TASKS", "Family", "Registered",
-           "class_id", "learner_spec", "make_cell", "make_learner", "make_optimizer", "make_schedule", "parse_learner"]
+__all__ = ["CELLS", "LEARNERS", "LOSSES", "MODELS", "OPTIMIZERS", "READOUTS", "SCHEDULES", "TASKS", "Family",
+           "Registered", "class_id", "learner_spec", "make_cell", "make_learner", "make_optimizer", "make_schedule",
+           "parse_learner"]
 
 
 class Family:
@@ -83,7 +84,9 @@ READOUTS = Family("readout")
 TASKS = Family("task")
 LOSSES = Family("loss")
 SCHEDULES = Family("schedule")
-_FAMILIES = {f.name: f for f in (CELLS, LEARNERS, OPTIMIZERS, READOUTS, TASKS, LOSSES, SCHEDULES)}
+#: Models that learn by their own local rules, not through a learner (``MODELS["ptncn"] is PTNCN``).
+MODELS = Family("model")
+_FAMILIES = {f.name: f for f in (CELLS, LEARNERS, OPTIMIZERS, READOUTS, TASKS, LOSSES, SCHEDULES, MODELS)}
 
 
 class Registered:
