@@ -367,8 +367,6 @@ def _run_config(**kw):
 
 
 def test_a_run_trains_on_bouncing_glyphs_and_resumes_bit_for_bit(tmp_path):
-    if "bernoulli" not in sr.registry.LOSSES:
-        pytest.skip('the readout has no "bernoulli" loss yet')
     images = np.random.default_rng(0).integers(0, 256, size=(6, 3, 3)).astype(np.uint8)
     path = write_idx(tmp_path / "glyphs.idx", images)
     task_cfg = {"name": "bouncing", "glyphs": str(path), "canvas_size": 6, "glyph_size": 3, "length": 10}

@@ -111,8 +111,6 @@ def test_python_blocks_run_in_order_in_one_namespace(tmp_path):
 
 
 def test_python_blocks_run_alone(tmp_path):
-    if all(b.continues for b in _blocks("python")[1:]):
-        pytest.skip("every block after the first continues the one above")
     _run_python_blocks("alone", tmp_path)
 
 
