@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import sparse_rtrl as sr
-from sparse_rtrl import checkpoint, tasks
+from sparse_rtrl import tasks
 from sparse_rtrl.training.trainer import read_log
 
 ArrayTask = tasks.ArrayTask
@@ -449,26 +449,7 @@ def run_config(**kw):
     return sr.RunConfig(**base)
 
 
-def run_state(trainer):
-    return {"cell": trainer.cell.params.copy(), "readout": trainer.readout.params.copy(),
-            "optimizer": checkpoint.get_state(trainer.optimizer), "learner": checkpoint.get_state(trainer.learner),
-            "task": trainer.task.state_dict(), "step": trainer.step}
-
-
-def assert_same(a, b, path="state"):
-    if isinstance(a, dict):
-        assert isinstance(b, dict) and set(a) == set(b), path
-        for k in a:
-            assert_same(a[k], b[k], f"{path}/{k}")
-    elif isinstance(a, np.ndarray):
-        assert a.dtype == b.dtype and a.shape == b.shape, path
-        np.testing.assert_array_equal(a, b, err_msg=path)
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), path
-        for i, (u, v) in enumerate(zip(a, b)):
-            assert_same(u, v, f"{path}[{i}]")
-    else:
-        assert a == b, (path, a, b)
+from test_trainer import assert_same, run_state  # noqa: E402  (the trainer tests' comparison of two runs)
 
 
 def class_task(batch_size=None):
