@@ -17,6 +17,7 @@ from .training.online import DivergenceError, train_online
 from .training.optim import SGD, Adam, Optimizer
 from .patterns import Pattern
 from .ptncn import PTNCN
+from .training.ptncn_online import train_ptncn
 from .training.readouts import LinearReadout
 from .training.callbacks import Callback, CSVLogger, EarlyStopping, TensorBoardLogger
 from .training.trainer import RunConfig, Trainer, TrainingDiverged, TrainingInterrupted
@@ -39,6 +40,6 @@ __all__ = [
     "BPTT", "DNI", "DNIb", "EProp", "FutureBPTT", "GRU", "GradCheckReport", "KFRTRL", "KeRNL", "LSTM", "RFLO",
     "RKFRTRL", "RTRL", "ReadoutOnly", "TBPTT", "UORO", "Adam", "Cell", "CellStructure", "DivergenceError", "Jacobians",
     "Learner", "LinearReadout", "Optimizer", "PTNCN", "Pattern", "SGD", "SnAp", "SparseWeight", "VanillaRNN",
-    "alignment", "estimator_variance", "gradcheck", "stream_credits", "train_online", "RunConfig", "Trainer",
-    "TrainingDiverged", "TrainingInterrupted", "checkpoint", "registry", "schedules", "tasks",
+    "alignment", "estimator_variance", "gradcheck", "stream_credits", "train_online", "train_ptncn", "RunConfig",
+    "Trainer", "TrainingDiverged", "TrainingInterrupted", "checkpoint", "registry", "schedules", "tasks",
 ]

@@ -225,6 +225,14 @@ def _add_run_config_options(p):
     p.add_argument("--learner-opt", type=_option_value, action="append", default=[], metavar="KEY=VALUE",
                    help="a setting of the learner, e.g. --learner-opt eps=1e-6 (UORO), --learner-opt lr=0.01 "
                         "(DNI), --learner-opt parallel=false; repeat for several")
+    from .ptncn import ACTIVATIONS
+
+    p.add_argument("--activation", type=_choice(ACTIVATIONS, "activation"), default=None, metavar="NAME",
+                   help=f"units of a ptncn model: {', '.join(ACTIVATIONS)} (default: tanh); the same as "
+                        f"--model-opt activation=NAME")
+    p.add_argument("--model-opt", type=_option_value, action="append", default=[], metavar="KEY=VALUE",
+                   help="a setting of a model other than rnn, e.g. --model ptncn --model-opt activation=sign "
+                        "--model-opt n_layers=3 --model-opt beta=0.1 (see sparse_rtrl.PTNCN)")
 
 
 def build_parser():
@@ -388,11 +396,21 @@ def _cmd_train(args):
                                         length=args.segment, batch_size=fields["batch_size"],
                                         seed=fields["seed"], dtype=fields["dtype"])
             task_cfg = task.config()
+        model_options = dict(args.model_opt)
+        if args.activation is not None:
+            if fields["model"] == "rnn":
+                raise ValueError("--activation sets the units of a model other than rnn (--model ptncn)")
+            if model_options.get("activation", args.activation) != args.activation:
+                raise ValueError("--activation and --model-opt activation=... disagree: give one")
+            model_options["activation"] = args.activation
         config = RunConfig(task=task_cfg, learner_options=dict(args.learner_opt),
-                           schedule_options=dict(args.schedule_opt), **fields).validate()
-        out = args.out or os.path.join("runs", f"{args.task}-{args.learner}-seed{args.seed}")
+                           schedule_options=dict(args.schedule_opt), model_options=model_options,
+                           **fields).validate()
+        what = args.learner if config.model == "rnn" else config.model
+        out = args.out or os.path.join("runs", f"{args.task}-{what}-seed{args.seed}")
         trainer = Trainer(config, out, progress=args.progress, task=task)
-    print(f"training {trainer.learner.name} on {args.task} ({trainer.cell!r}) for {config.steps} steps -> {out}")
+    net = trainer.cell if trainer.model is None else trainer.model
+    print(f"training {trainer.trained} on {args.task} ({net!r}) for {config.steps} steps -> {out}")
     return _run(trainer, out)
 
 

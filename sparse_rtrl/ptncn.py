@@ -451,9 +451,13 @@ class PTNCN(Stateful, Registered, key="ptncn"):
         authors' evaluation.
         """
         x = self._check_batch(x, "x", self.n_x)
-        p = self._check_batch(prediction, "prediction", self.n_x).astype(np.float64)
+        p = self._check_batch(prediction, "prediction", self.n_x)
         m = np.ones(self._B) if mask is None else self._check_batch(mask, "mask", 0)
-        p = np.clip(p, 1e-8, 1.0)
+        return self._loss(p, x, m)
+
+    def _loss(self, prediction, x, m):
+        """:meth:`loss` on checked ``(B, n_x)`` arrays and a ``(B,)`` mask."""
+        p = np.clip(prediction.astype(np.float64), 1e-8, 1.0)
         if self.output == "softmax":
             per = -(x * np.log(p)).sum(axis=1)
         else:

@@ -369,6 +369,7 @@ class Bouncing(Task, key="bouncing"):
     loss = "bernoulli"
     metric = "bits_per_pixel"
     episodic = True
+    next_step = True
 
     def __init__(self, glyphs="digits", canvas_size=16, glyph_size=8, n_objects=2, max_speed=2, length=20,
                  batch_size=None, seed=0, dtype=np.float32, eval_glyphs=None):

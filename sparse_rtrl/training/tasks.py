@@ -219,6 +219,10 @@ class Task(Registered, abc.ABC):
     episodic : bool
         True when every segment is an independent episode (``seg.reset``
         always True).
+    next_step : bool
+        True when each step's target is the next step's input (next-step
+        prediction: ``charlm``, ``bouncing``); generative models such as
+        :class:`~sparse_rtrl.PTNCN` train on these tasks only.
     batch_size : int or None
         ``B`` parallel streams, or None for the unbatched form.
     dtype : numpy.dtype
@@ -237,6 +241,7 @@ class Task(Registered, abc.ABC):
     loss = None
     metric = None
     episodic = False
+    next_step = False
 
     @abc.abstractmethod
     def segment(self):
@@ -274,6 +279,11 @@ class Task(Registered, abc.ABC):
         if self.loss == "cross_entropy":
             return per_step / LN2
         return 2.0 * per_step / self.n_out
+
+    def score_weight(self, seg):
+        """How many items :meth:`score` averages over on ``seg`` (the scored steps, by default), so that
+        the scores of several segments combine into their mean over all items."""
+        return int(np.count_nonzero(seg.scored))
 
     @abc.abstractmethod
     def held_out(self, seed):
@@ -786,6 +796,7 @@ class CharLM(Task, key="charlm"):
 
     loss = "cross_entropy"
     metric = "bits_per_char"
+    next_step = True
 
     def __init__(self, path=None, text=None, corpus=None, length=100, batch_size=None, seed=0, dtype=np.float32,
                  valid_fraction=0.1, split="train", protocol="stream"):
@@ -924,6 +935,12 @@ class CharLM(Task, key="charlm"):
         if n_real == 0:
             raise ValueError("seg has no target")
         return float(arr.sum()) / n_real / LN2
+
+    def score_weight(self, seg):
+        """The real (non-padding) characters of a ``"sentences"`` segment; the scored steps of a stream's."""
+        if self.protocol == "stream":
+            return super().score_weight(seg)
+        return int(np.count_nonzero(np.asarray(seg.targets) >= 0))
 
     def segment(self):
         if self.protocol == "sentences":

@@ -73,6 +73,29 @@ def _check_learner_options(spec, options):
                              f"(its settings: {', '.join(settings) or 'none'})")
 
 
+#: The model settings a run sets itself (from its task and its other fields).
+_RUN_OWNED_MODEL = ("self", "n_x", "n_hidden", "density", "batch_size", "seed", "dtype", "output")
+
+
+def _check_model_options(key, options):
+    """Each option must be a setting of the model's constructor, other than those the run sets."""
+    import difflib
+    import inspect
+
+    cls = registry.MODELS[key]
+    params = inspect.signature(cls.__init__).parameters
+    settings = [name for name in params if name not in _RUN_OWNED_MODEL]
+    for name in options:
+        if name in _RUN_OWNED_MODEL:
+            raise ValueError(f"model_options: {name!r} is set by the run (its task, n_hidden, density, batch_size, "
+                             f"seed or dtype), not as a model option")
+        if name not in settings:
+            close = difflib.get_close_matches(name, settings, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"model_options: {name!r} is not a setting of {cls.__name__}{hint} "
+                             f"(its settings: {', '.join(settings)})")
+
+
 def _setting(default=None, help="", *, factory=None, cli=True, metavar=None):
     """A field of :class:`RunConfig` with its documentation; the CLI is generated from these."""
     meta = {"help": help, "cli": cli, "metavar": metavar}
@@ -95,6 +118,16 @@ class RunConfig:
         The task's ``config()`` (see :mod:`sparse_rtrl.tasks`), e.g.
         ``{"name": "copy", "n_symbols": 2}``. Its ``batch_size``, ``seed`` and
         ``dtype`` are set from this configuration.
+    model : str
+        ``"rnn"`` (the default): a cell trained by a learner through a linear
+        readout. Or a key of the model table (``"ptncn"``:
+        :class:`~sparse_rtrl.PTNCN`, on next-step tasks such as ``charlm``
+        and ``bouncing``), which replaces cell, learner and readout: it has
+        ``n_hidden`` units per layer and every matrix at ``density``, and its
+        local updates go to the optimiser as gradients.
+    model_options : dict
+        Constructor arguments of the model other than those the run sets
+        (e.g. ``{"activation": "sign", "n_layers": 3}``); ``"rnn"`` takes none.
     cell : str
         A key of the cell table (``"vanilla"``, ``"gru"``, ``"lstm"``, ...).
     n_hidden : int
@@ -137,6 +170,9 @@ class RunConfig:
     """
 
     task: dict = _setting(help="the task's configuration", factory=lambda: {"name": "copy"}, cli=False)
+    model: str = _setting("rnn", "what is trained: a recurrent network with a learner and a readout (rnn), or a "
+                                 "model with its own local rule (ptncn: next-step tasks only)")
+    model_options: dict = _setting(help="settings of a model other than rnn", factory=dict, cli=False)
     cell: str = _setting("gru", "recurrent cell")
     n_hidden: int = _setting(64, "hidden units")
     density: float = _setting(0.25, "fraction of the recurrent and input weights present, in (0, 1]")
@@ -169,6 +205,7 @@ class RunConfig:
     def choices(name):
         """The allowed values of field ``name`` (a list), or None when it is not one of a set."""
         return {
+            "model": lambda: ["rnn"] + list(registry.MODELS.keys()),
             "cell": lambda: list(registry.CELLS.keys()),
             "optimizer": lambda: list(registry.OPTIMIZERS.keys()),
             "schedule": lambda: list(registry.SCHEDULES.keys()),
@@ -180,6 +217,23 @@ class RunConfig:
         """Check every field; ``ValueError``/``TypeError`` naming the field."""
         if not isinstance(self.task, dict) or "name" not in self.task:
             raise ValueError("task must be a dict with a 'name' (e.g. {'name': 'copy'})")
+        if self.model != "rnn" and self.model not in registry.MODELS:
+            raise ValueError(f"model must be 'rnn' or one of {registry.MODELS.keys()}, got {self.model!r}")
+        if not isinstance(self.model_options, dict):
+            raise TypeError("model_options must be a dict")
+        if self.model == "rnn":
+            if self.model_options:
+                raise ValueError("model_options apply to a model other than 'rnn' (e.g. model='ptncn'); "
+                                 "the rnn's learner takes learner_options")
+        else:
+            _check_model_options(self.model, self.model_options)
+            if self.learner_options:
+                raise ValueError(f"learner_options apply to model 'rnn'; the {self.model!r} model has no learner "
+                                 f"(its settings are model_options)")
+            if self.alpha is not None:
+                raise ValueError(f"alpha (the vanilla cell's leak) applies to model 'rnn', not to {self.model!r}")
+            if self.feedback != "transpose":
+                raise ValueError(f"feedback applies to model 'rnn' (its readout), not to {self.model!r}")
         if self.cell not in registry.CELLS:
             raise ValueError(f"cell must be one of {registry.CELLS.keys()}, got {self.cell!r}")
         check_int(self.n_hidden, "n_hidden", minimum=1)
@@ -492,20 +546,48 @@ class Trainer:
             self.task = self._user_task
         else:
             self.task = tasks.make_task(dict(c.task, batch_size=c.batch_size, seed=int(seeds[0]), dtype=c.dtype))
-        self.cell = registry.make_cell(c.cell, self.task.n_in, c.n_hidden, c.density, int(seeds[1]), c.dtype,
-                                       alpha=c.alpha)
-        self.learner = registry.make_learner(c.learner, self.cell, c.batch_size, seed=int(seeds[2]),
-                                             **c.learner_options)
-        self.readout = LinearReadout(self.cell, self.task.n_out, loss=self.task.loss, seed=int(seeds[3]),
-                                     feedback=c.feedback)
-        self.optimizer = registry.make_optimizer(c.optimizer, [self.cell.params, self.readout.params], c.lr,
-                                                 momentum=c.momentum, clip_norm=c.clip_norm,
-                                                 schedule=c.make_schedule(), weight_decay=c.weight_decay)
+        if c.model == "rnn":
+            self.model = None
+            self.cell = registry.make_cell(c.cell, self.task.n_in, c.n_hidden, c.density, int(seeds[1]), c.dtype,
+                                           alpha=c.alpha)
+            self.learner = registry.make_learner(c.learner, self.cell, c.batch_size, seed=int(seeds[2]),
+                                                 **c.learner_options)
+            self.readout = LinearReadout(self.cell, self.task.n_out, loss=self.task.loss, seed=int(seeds[3]),
+                                         feedback=c.feedback)
+            params = [self.cell.params, self.readout.params]
+        else:
+            self.cell = self.learner = self.readout = None
+            self.model = self._make_model(int(seeds[1]))
+            params = [self.model.params]
+        self.optimizer = registry.make_optimizer(c.optimizer, params, c.lr, momentum=c.momentum,
+                                                 clip_norm=c.clip_norm, schedule=c.make_schedule(),
+                                                 weight_decay=c.weight_decay)
         self._eval_seed = int(seeds[4])
         self.step = 0
         self._window = {"loss": 0.0, "score": 0.0, "steps": 0, "n": 0}
         self._next = {"log": c.log_every, "eval": c.eval_every or None, "checkpoint": c.checkpoint_every}
         self.seconds = 0.0
+
+    def _make_model(self, seed):
+        """The run's model (``config.model`` other than ``"rnn"``), predicting the task's next input."""
+        c, task = self.config, self.task
+        if not task.next_step:
+            raise ValueError(f"model {c.model!r} predicts its next observation, so it trains on next-step tasks "
+                             f"(charlm, bouncing); the {task.name!r} task's targets are not its next inputs")
+        outputs = {"cross_entropy": "softmax", "bernoulli": "sigmoid"}
+        if task.loss not in outputs:
+            raise ValueError(f"model {c.model!r} predicts symbols (cross_entropy) or pixels in [0, 1] (bernoulli); "
+                             f"the {task.name!r} task's loss is {task.loss!r}")
+        if task.n_in != task.n_out:
+            raise ValueError(f"the {task.name!r} task's inputs ({task.n_in}) and targets ({task.n_out}) differ in "
+                             f"size: it is not next-step prediction")
+        return registry.MODELS[c.model](task.n_out, n_hidden=c.n_hidden, density=c.density, output=outputs[task.loss],
+                                        batch_size=c.batch_size, seed=seed, dtype=c.dtype, **c.model_options)
+
+    @property
+    def trained(self):
+        """What the run trains, as a string: the model's name, or the learner's (``"SnAp-2"``)."""
+        return self.learner.name if self.model is None else self.config.model
 
     def _path(self, name):
         return os.path.join(self.folder, name)
@@ -520,12 +602,14 @@ class Trainer:
             "seconds": self.seconds,
             "window": dict(self._window),
             "next": dict(self._next),
-            "cell": checkpoint.get_state(self.cell),
-            "readout": checkpoint.get_state(self.readout),
             "optimizer": checkpoint.get_state(self.optimizer),
-            "learner": checkpoint.get_state(self.learner),
             "task": self.task.state_dict(),
         }
+        if self.model is None:
+            for part in ("cell", "readout", "learner"):
+                state[part] = checkpoint.get_state(getattr(self, part))
+        else:
+            state["model"] = checkpoint.get_state(self.model)
         kept = {str(i): {"class": type(cb).__qualname__, "state": cb.state_dict()}
                 for i, cb in enumerate(self.callbacks) if hasattr(cb, "state_dict")}
         if kept:
@@ -536,10 +620,14 @@ class Trainer:
         if state.get("format") not in READABLE_FORMATS:
             raise ValueError(f"checkpoint format {state.get('format')!r}: this library reads run checkpoints of "
                              f"formats {', '.join(map(str, READABLE_FORMATS))}")
-        checkpoint.set_state(self.cell, state["cell"])
-        checkpoint.set_state(self.readout, state["readout"])
+        parts = ("cell", "readout", "learner") if self.model is None else ("model",)
+        missing = [part for part in parts if part not in state]
+        if missing:
+            raise ValueError(f"the checkpoint holds no {', '.join(missing)}: it is not a checkpoint of a "
+                             f"{self.config.model!r} run")
+        for part in parts:
+            checkpoint.set_state(getattr(self, part), state[part])
         checkpoint.set_state(self.optimizer, state["optimizer"])
-        checkpoint.set_state(self.learner, state["learner"])
         self.task.load_state_dict(state["task"])
         self.step = int(state["step"])
         if "steps" in state:  # the run's total, as a resume may have extended it
@@ -633,11 +721,18 @@ class Trainer:
         """
         n_steps = self.config.eval_steps if n_steps is None else check_int(n_steps, "n_steps", minimum=1)
         task = self.task.held_out(self._eval_seed)
+        if self.model is not None:
+            saved = self.model.state_dict()  # the training stream's state, restored after
+            try:
+                self.model.reset()
+                return self._score(task, n_steps, self._model_losses)
+            finally:
+                self.model.load_state_dict(saved)
         B = self.config.batch_size
         s = None
-        done, weighted, count = 0, 0.0, 0
-        while done < n_steps:
-            seg = task.segment()
+
+        def losses_of(seg):
+            nonlocal s
             if s is None or seg.reset:
                 s = np.zeros((B or 1, self.cell.n_state), self.cell.dtype)
             T = seg.inputs.shape[0]
@@ -647,12 +742,34 @@ class Trainer:
             for t in range(T):
                 s = self.cell.step(s, xs[t])
                 losses[t] = self.readout.loss_of(s, ys[t])
-            n_scored = int(np.sum(seg.scored))
-            if n_scored:
-                weighted += task.score(seg, losses) * n_scored
-                count += n_scored
-            done += T
+            return losses
+
+        return self._score(task, n_steps, losses_of)
+
+    @staticmethod
+    def _score(task, n_steps, losses_of):
+        """The metric over segments of ``task`` until ``n_steps`` steps, each weighted by its items."""
+        done, weighted, count = 0, 0.0, 0
+        while done < n_steps:
+            seg = task.segment()
+            losses = losses_of(seg)
+            weight = task.score_weight(seg)
+            if weight:
+                weighted += task.score(seg, losses) * weight
+                count += weight
+            done += seg.inputs.shape[0]
         return weighted / count if count else float("nan")
+
+    def _model_losses(self, seg, learn=False):
+        """Run the model over a segment (reset and primed at a sequence's start); its per-step losses."""
+        from .ptncn_online import segment_observations, train_ptncn
+
+        first, observations, mask = segment_observations(self.task, seg)
+        if seg.reset or self.model.n_steps == 0:
+            self.model.reset()
+            self.model.step(first, learn=False)
+        return train_ptncn(self.model, self.optimizer if learn else None, observations, mask,
+                           self.config.update_every)
 
     def _evaluation(self):
         record = {"step": self.step, "split": "eval", "metric": self.task.metric, "value": self.evaluate(),
@@ -692,20 +809,24 @@ class Trainer:
                     seg = self.task.segment()
                     if seg.reset:
                         self._end_episode()
-                        self.learner.reset()
+                        if self.model is None:
+                            self.learner.reset()
                     try:
-                        losses = train_online(self.learner, self.readout, self.optimizer, seg.inputs, seg.targets,
-                                              c.update_every)
+                        if self.model is None:
+                            losses = train_online(self.learner, self.readout, self.optimizer, seg.inputs,
+                                                  seg.targets, c.update_every)
+                        else:
+                            losses = self._model_losses(seg, learn=True)
                     except DivergenceError as exc:
                         self._diverged(self.step + exc.step + 1, exc.what)
                     T = seg.inputs.shape[0]
                     self.task.record(seg, losses)
                     self.step += T
-                    n_scored = int(np.sum(seg.scored))
-                    if n_scored:
+                    weight = self.task.score_weight(seg)
+                    if weight:
                         last_score = float(self.task.score(seg, losses))
-                        self._window["score"] += last_score * n_scored
-                        self._window["steps"] += n_scored
+                        self._window["score"] += last_score * weight
+                        self._window["steps"] += weight
                     self._window["loss"] += float(np.sum(losses)) / (c.batch_size or 1)
                     self._window["n"] += T
                     self.seconds = time.perf_counter() - started
@@ -748,13 +869,16 @@ class Trainer:
         """End the learner's sequence and apply the gradient left in a partial block at an episode's end."""
         if self.step == 0:
             return
-        emitted = self.learner.end_sequence()
-        if self.config.update_every == 1 and not emitted:
-            return
-        g, r = self.learner.grad(), self.readout.grad()
-        if np.any(g) or np.any(r):
+        if self.model is not None:
+            grads = [self.model.grad()] if self.config.update_every > 1 else []
+        else:
+            emitted = self.learner.end_sequence()
+            if self.config.update_every == 1 and not emitted:
+                return
+            grads = [self.learner.grad(), self.readout.grad()]
+        if any(np.any(g) for g in grads):
             try:
-                self.optimizer.step([g, r])
+                self.optimizer.step(grads)
             except FloatingPointError:
                 self._diverged(self.step, "gradient")
 
@@ -802,7 +926,7 @@ class Trainer:
             "metric": self.task.metric,
             "final_train": train[-1]["value"] if train else None,
             "final_eval": evals[-1]["value"] if evals else None,
-            "learner": self.learner.name,
+            "learner": self.trained,
             **self._extra(),
         }
         if stopped:
