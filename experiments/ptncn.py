@@ -159,45 +159,20 @@ def n_params(trainer):
 
 
 def frozen_score(trainer, task, n_steps):
-    """``task``'s metric over ``n_steps`` of it with the trained weights frozen.
+    """``task``'s metric over ``n_steps`` of it with the trained weights frozen (``Trainer.evaluate``).
 
     An RNN runs its cell and readout forward; the P-TNCN predicts and corrects
     its states from each observation (its inference), with no update.
     """
-    from sparse_rtrl.training.ptncn_online import segment_observations, train_ptncn
-
-    done, weighted, count, s = 0, 0.0, 0, None
-    model, B = trainer.model, task.batch_size
     with threads(1):
-        while done < n_steps:
-            seg = task.segment()
-            T = seg.inputs.shape[0]
-            if model is not None:
-                first, observations, mask = segment_observations(task, seg)
-                if seg.reset or s is None:
-                    model.reset()
-                    model.step(first, learn=False)
-                    s = True
-                losses = train_ptncn(model, None, observations, mask)
-            else:
-                if s is None or seg.reset:
-                    s = np.zeros((B or 1, trainer.cell.n_state), trainer.cell.dtype)
-                xs = seg.inputs.reshape(T, B or 1, -1)
-                ys = seg.targets.reshape((T, B or 1) + seg.targets.shape[1 + (B is not None):])
-                losses = np.zeros(T)
-                for t in range(T):
-                    s = trainer.cell.step(s, xs[t])
-                    losses[t] = trainer.readout.loss_of(s, ys[t])
-            w = task.score_weight(seg)
-            weighted += task.score(seg, losses) * w
-            count += w
-            done += T
-    return weighted / count
+        return trainer.evaluate(n_steps, task=task)
 
 
 def trivial_score(train_task, eval_task, n_segments, n_steps):
     """The metric of the trivial predictor on ``eval_task``: the mean training frame for pixels, the
     unigram frequencies of the training stream for characters (both from ``n_segments`` training segments)."""
+    from sparse_rtrl.training.trainer import score_stream
+
     if train_task.loss == "bernoulli":
         frames = np.concatenate([train_task.segment().targets.reshape(-1, train_task.n_out)
                                  for _ in range(n_segments)]).astype(np.float64)
@@ -214,14 +189,7 @@ def trivial_score(train_task, eval_task, n_segments, n_steps):
         def losses_of(seg):
             y = np.asarray(seg.targets).reshape(seg.targets.shape[0], -1)
             return np.where(y >= 0, -logp[np.maximum(y, 0)], 0.0).sum(axis=1)
-    done, weighted, count = 0, 0.0, 0
-    while done < n_steps:
-        seg = eval_task.segment()
-        w = eval_task.score_weight(seg)
-        weighted += eval_task.score(seg, losses_of(seg)) * w
-        count += w
-        done += seg.inputs.shape[0]
-    return weighted / count
+    return score_stream(eval_task, n_steps, losses_of)
 
 
 # -- methods ---------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from sparse_rtrl import checkpoint
 from sparse_rtrl.cli import main
 from sparse_rtrl.training.ptncn_online import segment_observations, train_ptncn
 from sparse_rtrl.training.trainer import RunConfig, Trainer, read_log
-from test_trainer import assert_same
+from test_trainer import Interrupt, assert_same, interrupt_after
 
 TEXT = "the cat sat on the mat.\nthe dog sat on the log.\na cat and a dog.\n" * 40
 
@@ -167,19 +167,9 @@ def test_interrupted_run_resumes_bit_identically(tmp_path, extra):
     straight = Trainer(bouncing_config(**extra), tmp_path / "a", progress=False)
     straight.run()
 
-    class Stop(Exception):
-        pass
-
     broken = Trainer(bouncing_config(**extra), tmp_path / "b", progress=False)
-    original = broken._boundary
-
-    def boundary():
-        original()
-        if broken.step >= 150:
-            raise Stop
-
-    broken._boundary = boundary
-    with pytest.raises(Stop):
+    interrupt_after(broken, 150)
+    with pytest.raises(Interrupt):
         broken.run()
     resumed = Trainer.resume(tmp_path / "b", progress=False)
     assert resumed.step == 100
@@ -197,6 +187,24 @@ def test_evaluation_leaves_the_training_state_alone(tmp_path):
     assert_same(before, checkpoint.get_state(trainer.model))
 
 
+@pytest.mark.parametrize("model", ["ptncn", "rnn"])
+def test_evaluation_on_another_task(tmp_path, model):
+    """Zero-shot transfer: the weights scored on another stream, frozen the same way as the held-out one."""
+    extra = {} if model == "ptncn" else dict(cell="vanilla", learner="snap1")
+    trainer = Trainer(bouncing_config(model=model, steps=60, eval_every=0, **extra), tmp_path / "run",
+                      progress=False)
+    trainer.run()
+    held = trainer.task.held_out(trainer._eval_seed)
+    assert trainer.evaluate(50, task=held) == trainer.evaluate(50)
+    letters = sr.tasks.Bouncing(glyphs="letters", **{k: v for k, v in trainer.task.config().items()
+                                                     if k not in ("name", "glyphs")})
+    assert np.isfinite(trainer.evaluate(50, task=letters))
+    with pytest.raises(ValueError, match="n_in"):
+        trainer.evaluate(50, task=sr.tasks.Bouncing(canvas_size=12, glyph_size=5, seed=1))
+    with pytest.raises(TypeError, match="Task"):
+        trainer.evaluate(50, task="letters")
+
+
 def test_sentence_evaluation_weights_segments_by_their_characters(tmp_path):
     config = bouncing_config(task={"name": "charlm", "text": TEXT, "protocol": "sentences"}, batch_size=3,
                              steps=30, eval_every=0)
@@ -207,7 +215,7 @@ def test_sentence_evaluation_weights_segments_by_their_characters(tmp_path):
     saved = checkpoint.get_state(trainer.model)
     while done < 100:
         seg = task.segment()
-        total += trainer._model_losses(seg).sum()
+        total += trainer._model_losses(seg, task).sum()
         chars += int((seg.targets >= 0).sum())
         done += seg.inputs.shape[0]
     checkpoint.set_state(trainer.model, saved)

@@ -52,48 +52,38 @@ class TrainingDiverged(RuntimeError):
         super().__init__(f"training diverged at step {step}: {detail}. The last good checkpoint is left as it was.")
 
 
-def _check_learner_options(spec, options):
-    """Each option must be a setting of the learner's constructor (cell, batch size and seed are the run's)."""
+def _check_options(field, cls, options, run_owned, owner):
+    """Each of ``options`` must be a setting of ``cls``'s constructor other than ``run_owned`` (which the
+    run sets from ``owner``); errors name ``field``."""
     import difflib
     import inspect
 
-    cls, _ = registry.parse_learner(spec)
     params = inspect.signature(cls.__init__).parameters
     if any(p.kind is p.VAR_KEYWORD for p in params.values()):
         return
-    run_owned = {"self", "cell", "batch_size", "seed", cls.spec_number}
     settings = [name for name in params if name not in run_owned]
     for key in options:
         if key in run_owned:
-            raise ValueError(f"learner_options: {key!r} is set by the run, not as a learner option")
+            raise ValueError(f"{field}: {key!r} is set by the run ({owner}), not as an option")
         if key not in settings:
             close = difflib.get_close_matches(key, settings, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ValueError(f"learner_options: {key!r} is not a setting of {cls.__name__}{hint} "
+            raise ValueError(f"{field}: {key!r} is not a setting of {cls.__name__}{hint} "
                              f"(its settings: {', '.join(settings) or 'none'})")
 
 
-#: The model settings a run sets itself (from its task and its other fields).
-_RUN_OWNED_MODEL = ("self", "n_x", "n_hidden", "density", "batch_size", "seed", "dtype", "output")
+def _check_learner_options(spec, options):
+    """Each option must be a setting of the learner's constructor (cell, batch size and seed are the run's)."""
+    cls, _ = registry.parse_learner(spec)
+    _check_options("learner_options", cls, options, {"self", "cell", "batch_size", "seed", cls.spec_number},
+                   "its cell, batch_size, seed and learner spec")
 
 
 def _check_model_options(key, options):
     """Each option must be a setting of the model's constructor, other than those the run sets."""
-    import difflib
-    import inspect
-
-    cls = registry.MODELS[key]
-    params = inspect.signature(cls.__init__).parameters
-    settings = [name for name in params if name not in _RUN_OWNED_MODEL]
-    for name in options:
-        if name in _RUN_OWNED_MODEL:
-            raise ValueError(f"model_options: {name!r} is set by the run (its task, n_hidden, density, batch_size, "
-                             f"seed or dtype), not as a model option")
-        if name not in settings:
-            close = difflib.get_close_matches(name, settings, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ValueError(f"model_options: {name!r} is not a setting of {cls.__name__}{hint} "
-                             f"(its settings: {', '.join(settings)})")
+    _check_options("model_options", registry.MODELS[key], options,
+                   {"self", "n_x", "n_hidden", "density", "batch_size", "seed", "dtype", "output"},
+                   "its task, n_hidden, density, batch_size, seed and dtype")
 
 
 def _setting(default=None, help="", *, factory=None, cli=True, metavar=None):
@@ -417,6 +407,21 @@ class _StopSignals:
         return False
 
 
+def score_stream(task, n_steps: int, losses_of) -> float:
+    """A task's metric over its next segments until ``n_steps`` steps, each segment weighted by the items
+    its score averages (``task.score_weight``); ``losses_of(seg)`` gives a segment's per-step losses."""
+    done, weighted, count = 0, 0.0, 0
+    while done < n_steps:
+        seg = task.segment()
+        losses = losses_of(seg)
+        weight = task.score_weight(seg)
+        if weight:
+            weighted += task.score(seg, losses) * weight
+            count += weight
+        done += seg.inputs.shape[0]
+    return weighted / count if count else float("nan")
+
+
 class Trainer:
     """Train one configuration online, logging to and checkpointing in ``folder``.
 
@@ -712,20 +717,27 @@ class Trainer:
         return self.task.log_fields()
 
     # -- evaluation ---------------------------------------------------------------------
-    def evaluate(self, n_steps: int = None) -> float:
+    def evaluate(self, n_steps: int = None, task=None) -> float:
         """The task's metric on ``n_steps`` of the held-out stream, with the current weights.
 
         Nothing that training uses changes (the cell step and readout
-        prediction are pure); the held-out stream starts afresh each time, so
-        evaluations are comparable across the run.
+        prediction are pure; a model's state is put back afterwards); the
+        held-out stream starts afresh each time, so evaluations are comparable
+        across the run.
+
+        ``task`` evaluates on another stream instead, with the weights frozen
+        the same way (zero-shot transfer: a run trained on bouncing digits,
+        scored on bouncing letters): a :class:`~sparse_rtrl.tasks.Task` with
+        the run's inputs, outputs, loss, batch size and dtype. It is read
+        from where it stands.
         """
         n_steps = self.config.eval_steps if n_steps is None else check_int(n_steps, "n_steps", minimum=1)
-        task = self.task.held_out(self._eval_seed)
+        task = self.task.held_out(self._eval_seed) if task is None else self._check_eval_task(task)
         if self.model is not None:
             saved = self.model.state_dict()  # the training stream's state, restored after
             try:
                 self.model.reset()
-                return self._score(task, n_steps, self._model_losses)
+                return score_stream(task, n_steps, lambda seg: self._model_losses(seg, task))
             finally:
                 self.model.load_state_dict(saved)
         B = self.config.batch_size
@@ -744,27 +756,28 @@ class Trainer:
                 losses[t] = self.readout.loss_of(s, ys[t])
             return losses
 
-        return self._score(task, n_steps, losses_of)
+        return score_stream(task, n_steps, losses_of)
 
-    @staticmethod
-    def _score(task, n_steps, losses_of):
-        """The metric over segments of ``task`` until ``n_steps`` steps, each weighted by its items."""
-        done, weighted, count = 0, 0.0, 0
-        while done < n_steps:
-            seg = task.segment()
-            losses = losses_of(seg)
-            weight = task.score_weight(seg)
-            if weight:
-                weighted += task.score(seg, losses) * weight
-                count += weight
-            done += seg.inputs.shape[0]
-        return weighted / count if count else float("nan")
+    def _check_eval_task(self, task):
+        from .tasks import Task
 
-    def _model_losses(self, seg, learn=False):
-        """Run the model over a segment (reset and primed at a sequence's start); its per-step losses."""
+        if not isinstance(task, Task):
+            raise TypeError(f"task must be a sparse_rtrl.tasks.Task, got {type(task).__name__}")
+        mine = self.task
+        for name in ("n_in", "n_out", "loss", "batch_size"):
+            if getattr(task, name) != getattr(mine, name):
+                raise ValueError(f"task.{name} is {getattr(task, name)!r} but the run's task has "
+                                 f"{getattr(mine, name)!r}: the weights cannot be evaluated on it")
+        if np.dtype(task.dtype) != np.dtype(mine.dtype):
+            raise ValueError(f"task.dtype is {np.dtype(task.dtype).name} but the run's is {np.dtype(mine.dtype).name}")
+        return task
+
+    def _model_losses(self, seg, task, learn=False):
+        """Run the model over a segment of ``task`` (reset and primed at a sequence's start); its per-step
+        losses."""
         from .ptncn_online import segment_observations, train_ptncn
 
-        first, observations, mask = segment_observations(self.task, seg)
+        first, observations, mask = segment_observations(task, seg)
         if seg.reset or self.model.n_steps == 0:
             self.model.reset()
             self.model.step(first, learn=False)
@@ -816,7 +829,7 @@ class Trainer:
                             losses = train_online(self.learner, self.readout, self.optimizer, seg.inputs,
                                                   seg.targets, c.update_every)
                         else:
-                            losses = self._model_losses(seg, learn=True)
+                            losses = self._model_losses(seg, self.task, learn=True)
                     except DivergenceError as exc:
                         self._diverged(self.step + exc.step + 1, exc.what)
                     T = seg.inputs.shape[0]
