@@ -10,13 +10,17 @@ same run on the same weights. Issue 13's targets: the dense step at most
     python perf/ptncn_step.py            # two layers of 1000, 50 symbols, batch 50, float32
     python perf/ptncn_step.py --quick    # smoke test (n=32), a few seconds
 
-On a shared machine the timings are noisy: compare the ratios measured in
-one run, and repeat.
+A sparse step spreads its loops over numba's threads (``NUMBA_NUM_THREADS``,
+``numba.set_num_threads``); the dense one and numpy use OpenBLAS's. On a
+shared machine the timings are noisy, the threaded ones most (a thread that
+waits for a busy core holds up the step): compare the ratios measured in one
+run, repeat, and read the load averages printed with the table.
 """
 
 import os
 import sys
 
+import numba
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -65,6 +69,7 @@ def main(argv=None):
     if args.quick:
         args.hidden, args.symbols, args.batch, args.steps = 32, 8, 4, 3
     repeats = args.repeats or (2 if args.quick else 5)
+    load_before = os.getloadavg()
     H, K, B, dt = args.hidden, args.symbols, args.batch, np.float32
     rng = np.random.default_rng(0)
     syms = rng.integers(0, K, (args.steps, B))
@@ -102,7 +107,8 @@ def main(argv=None):
         row["speedup_vs_dense"] = dense_time / seconds
         rows.append(row)
     _common.print_table(rows, ["what", "density", "ms_per_step", "vs_numpy", "speedup_vs_dense", "n_params"])
-    print(_common.machine())
+    print(_common.machine(), f"| numba threads {numba.get_num_threads()} | load average "
+          f"{load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after")
     _common.write_csv(os.path.join(args.out, "ptncn_step.csv"), rows)
     fig = _common.figure(figsize=(5, 3.6))
     ax = fig.subplots()

@@ -247,9 +247,9 @@ class PTNCN(Stateful, Registered, key="ptncn"):
 
         L, n = self.n_layers, self.sizes
         sparse = self.density < 1.0
-        # offset, rows, cols, kind, nnz, ptr
-        layout = np.zeros((L, len(MATRICES), 6), np.int64)
-        patterns, mirrors = {}, {}
+        # offset, rows, cols, kind, nnz, ptr, col_ptr
+        layout = np.zeros((L, len(MATRICES), 7), np.int64)
+        patterns = {}
         for l in range(1, L + 1):
             for name in MATRICES:
                 shape = {"W": (n[l], n[l - 1]), "E": (n[l - 1], n[l]), "M": (n[l - 1], n[l]),
@@ -259,23 +259,34 @@ class PTNCN(Stateful, Registered, key="ptncn"):
                 if not sparse:
                     patterns[f"{name}{l}"] = Pattern.dense(shape)
                 elif name == "E":
-                    patterns[f"E{l}"], mirrors[f"E{l}"] = _transposed(patterns[f"W{l}"])
+                    patterns[f"E{l}"] = _transposed(patterns[f"W{l}"])[0]
                 else:
                     patterns[f"{name}{l}"] = Pattern.random(shape, self.density, rng)
-        names, offset, ptr = [], 0, 0
-        indptr, indices = [], []
+        names, offset, ptr, col_ptr = [], 0, 0, 0
+        indptr, indices, col_indptr, col_rows, col_position = [], [], [], [], []
         for l in range(1, L + 1):
             for k, name in enumerate(MATRICES):
                 key = f"{name}{l}"
                 if key not in patterns:
-                    layout[l - 1, k] = (offset, 0, n[l], DENSE, 0, ptr)
+                    layout[l - 1, k] = (offset, 0, n[l], DENSE, 0, ptr, col_ptr)
                     continue
                 pat = patterns[key]
-                layout[l - 1, k] = (offset, pat.shape[0], pat.shape[1], CSR if sparse else DENSE, pat.nnz, ptr)
+                layout[l - 1, k] = (offset, pat.shape[0], pat.shape[1], CSR if sparse else DENSE, pat.nnz, ptr,
+                                    col_ptr)
                 if sparse:
+                    # The column plan: the transposed pattern's rows are this one's columns, and its order
+                    # lists the entries by column (so E_l's values, in order, mirror W_l's by column);
+                    # position is where each entry goes in that order.
+                    by_column, order = _transposed(pat)
                     indptr.append(pat.indptr.astype(np.int64))
                     indices.append(pat.indices)
+                    col_indptr.append(by_column.indptr.astype(np.int64))
+                    col_rows.append(by_column.indices)
+                    position = np.empty_like(order)
+                    position[order] = np.arange(order.size)
+                    col_position.append(offset + position)
                     ptr += pat.shape[0] + 1
+                    col_ptr += pat.shape[1] + 1
                 names.append(key)
                 offset += pat.nnz
         self.n_params = offset
@@ -293,43 +304,57 @@ class PTNCN(Stateful, Registered, key="ptncn"):
                     view = self._params[lo:lo + nnz]
                     self.weights[key] = (SparseWeight(patterns[key], view) if sparse
                                          else view.reshape(patterns[key].shape))
-        self._indptr = np.concatenate(indptr) if sparse else np.zeros(0, np.int64)
-        self._indices = np.concatenate(indices).astype(np.int32) if sparse else np.zeros(0, np.int32)
-        self._partner = np.zeros(offset if sparse else 0, np.int64)
-        for key, order in mirrors.items():
-            l = int(key[1:])
-            self._partner[self._slices[key]] = layout[l - 1, MATRICES.index("W"), 0] + order
+        if sparse and offset >= 2**31:
+            raise ValueError(f"a sparse PTNCN indexes its weights with int32, so holds fewer than 2**31; "
+                             f"these sizes and density give {offset}")
+
+        def join(parts, dtype):
+            return np.concatenate(parts).astype(dtype) if sparse else np.zeros(0, dtype)
+
+        self._indptr, self._indices = join(indptr, np.int64), join(indices, np.int32)
+        self._col_indptr, self._col_rows = join(col_indptr, np.int64), join(col_rows, np.int32)
+        self._col_position = join(col_position, np.int32)
         self._offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
 
     def _allocate(self):
-        from ._ptncn_kernels import PTNCNArgs, PTNCNBuffers
+        from ._ptncn_kernels import SPREAD_WORK, PTNCNArgs, PTNCNBuffers, sparse_schedule, update_plan
 
         B = self._B = self.batch_size or 1
         dt, off = self.dtype, self._offsets
+        sparse = self.density < 1.0
         total = B * int(off[-1])
-        widest = B * max(self.sizes)
+        plan = update_plan(self.n_layers, W_ERRORS.index(self.w_error), E_UPDATES.index(self.e_update))
+        item_ptr, chunks = sparse_schedule(self._layout, plan)
         largest = int(max(p.nnz for p in self.patterns.values()))
         buf = PTNCNBuffers(y=np.zeros(total, dt), y_new=np.zeros(total, dt), a=np.zeros(total, dt),
                            z=np.zeros(total, dt), mu=np.zeros(total, dt), e=np.zeros(total, dt),
                            d=np.zeros(total, dt), ev=np.zeros(total, dt), ev_prev=np.zeros(total, dt),
-                           tmp=np.zeros(widest, dt), left_t=np.zeros(widest, dt), right_t=np.zeros(widest, dt),
-                           delta=np.zeros(largest, dt), acc=np.zeros(self.n_params, dt))
+                           change=np.zeros(total, dt), tmp=np.zeros(0 if sparse else B * max(self.sizes), dt),
+                           delta=np.zeros(self.n_params if sparse else largest, dt),
+                           by_column=np.zeros(self.n_params if sparse else 0, dt),
+                           row_sq=np.zeros(int(item_ptr[-1]) if sparse else 0, np.float64),
+                           factors=np.zeros(len(plan), np.float64), acc=np.zeros(self.n_params, dt))
         self._buf = buf
         self._acc = buf.acc
-        views = [buf.y[B * off[l]:B * off[l + 1]].reshape(B, self.sizes[l]) for l in range(self.n_layers + 1)]
+
+        def layer(flat, l):
+            # The kernels keep a layer as an (n_l, B) block, streams last; the model shows it as (B, n_l).
+            return flat[B * off[l]:B * off[l + 1]].reshape(self.sizes[l], B).T
+
+        views = [layer(buf.y, l) for l in range(self.n_layers + 1)]
         self._x_prev = views[0]
         self._states = views[1:]
-        self._temporal_errors = [buf.ev_prev[B * off[l]:B * off[l + 1]].reshape(B, self.sizes[l])
-                                 for l in range(1, self.n_layers + 1)]
-        self._prediction = buf.mu[:B * self.n_x].reshape(B, self.n_x)
+        self._temporal_errors = [layer(buf.ev_prev, l) for l in range(1, self.n_layers + 1)]
+        self._prediction = layer(buf.mu, 0)
         self._mask_ones = np.ones(B, dt)
         self._args = PTNCNArgs(
             params=self._params, layout=self._layout, indptr=self._indptr, indices=self._indices,
-            partner=self._partner, offsets=self._offsets,
+            col_indptr=self._col_indptr, col_rows=self._col_rows, col_position=self._col_position,
+            offsets=self._offsets, plan=plan, item_ptr=item_ptr, chunks=chunks,
             activation=np.int64(ACTIVATIONS.index(self.activation)), output=np.int64(OUTPUTS.index(self.output)),
             beta=self.beta, gamma=self.gamma, alpha_e=self.alpha_e,
             clip=0.0 if self.clip is None else self.clip, sparsity=self.sparsity,
-            w_rule=np.int64(W_ERRORS.index(self.w_error)), e_rule=np.int64(E_UPDATES.index(self.e_update)))
+            spread=bool(sparse and self.n_params * B >= SPREAD_WORK))
 
     # -- parameters -----------------------------------------------------------------------
     @property
@@ -477,7 +502,9 @@ class PTNCN(Stateful, Registered, key="ptncn"):
         ``accumulator`` and ``workspace`` (per-step buffers)."""
         b = self._buf
         out = {"weights": self._params.nbytes,
-               "structure": sum(a.nbytes for a in (self._layout, self._indptr, self._indices, self._partner)),
+               "structure": sum(a.nbytes for a in (self._layout, self._indptr, self._indices, self._col_indptr,
+                                                   self._col_rows, self._col_position, self._args.plan,
+                                                   self._args.item_ptr, self._args.chunks)),
                "states": b.y.nbytes + b.ev_prev.nbytes,
                "accumulator": b.acc.nbytes}
         counted = {id(self._params), id(b.y), id(b.ev_prev), id(b.acc)}

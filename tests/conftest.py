@@ -1,14 +1,30 @@
-"""Shared test configuration: hypothesis profiles and strategies for cells.
+"""Shared test configuration: hypothesis profiles, strategies for cells, background runs.
 
 Profiles (select with ``HYPOTHESIS_PROFILE``): ``dev`` (default, the everyday
 and CI run), ``deep`` (many more examples, for a thorough local run).
 ``deadline=None`` everywhere because a kernel's first call compiles it.
+
+Background runs: a test marked ``@pytest.mark.background.with_args(command)``
+(``with_args``: a marker given one function would decorate it) checks the
+output of a subprocess that needs nothing from the session: its own numba
+cache folder, or none (two processes writing one cache folder can clash).
+Such subprocesses start when collection has selected their tests, one at a
+time and at low priority, on the core the session leaves idle (the session
+is one Python thread but for its parallel kernels); their tests move to the
+end of the session and wait there for the results. ``command(folder)``
+returns ``dict(args=..., env=..., cwd=..., input=...)`` (``args`` required),
+``folder`` being an empty temporary folder of the run's own.
 """
 
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
+import threading
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
@@ -66,3 +82,138 @@ def run_learner(learner, xs, cs):
         learner.forward(x)
         learner.backward(c)
     return learner.grad()
+
+
+# -- background runs (see the module docstring) ---------------------------------------------------
+
+_RUNS = pytest.StashKey()
+
+
+class BackgroundRun:
+    """A subprocess run ahead of the test that checks its output.
+
+    Runs wait in a queue and go one at a time, at low priority: one process
+    beside the session's fills the idle core without slowing the session.
+    """
+
+    def __init__(self, command):
+        self.command = command
+        self.folder = tempfile.mkdtemp(prefix="sparse_rtrl_tests_")
+        self.process = self.error = None
+        self.started = threading.Event()
+
+    def start(self):
+        try:
+            spec = self.command(self.folder)
+            self.args = spec["args"]
+            stdin = subprocess.DEVNULL
+            if spec.get("input") is not None:
+                with open(os.path.join(self.folder, "stdin"), "w", encoding="utf-8") as f:
+                    f.write(spec["input"])
+                stdin = open(os.path.join(self.folder, "stdin"), encoding="utf-8")
+            nice = ["nice", "-n", "10"] if shutil.which("nice") else []
+            with open(os.path.join(self.folder, "stdout"), "w") as out, \
+                    open(os.path.join(self.folder, "stderr"), "w") as err:
+                self.process = subprocess.Popen(nice + list(self.args), stdin=stdin, stdout=out, stderr=err,
+                                                env=spec.get("env"), cwd=spec.get("cwd"))
+            if stdin is not subprocess.DEVNULL:
+                stdin.close()
+        except BaseException as exc:  # told to the test, which waits on started
+            self.error = exc
+        finally:
+            self.started.set()
+
+    def result(self, timeout=None):
+        """The finished run, as ``subprocess.run(..., capture_output=True, text=True)`` returns it."""
+        self.started.wait()
+        if self.error is not None:
+            raise self.error
+        self.process.wait(timeout)
+        out, err = (self._read(name) for name in ("stdout", "stderr"))
+        return subprocess.CompletedProcess(self.args, self.process.returncode, out, err)
+
+    def _read(self, name):
+        with open(os.path.join(self.folder, name), encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+    def close(self):
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class _Queue:
+    def __init__(self):
+        self.runs = {}
+        self.pending = []
+        self.lock = threading.Lock()
+        self.thread = None
+
+    def get(self, command, now):
+        """The run of ``command``; queued, or started at once (``now``) if it has not started yet."""
+        with self.lock:
+            run = self.runs.get(command)
+            if run is None:
+                run = self.runs[command] = BackgroundRun(command)
+                self.pending.append(run)
+            if now and run in self.pending:
+                self.pending.remove(run)
+                run.start()
+            elif self.thread is None and self.pending:
+                self.thread = threading.Thread(target=self._work, daemon=True)
+                self.thread.start()
+        return run
+
+    def _work(self):
+        while True:
+            with self.lock:
+                if not self.pending:
+                    self.thread = None
+                    return
+                run = self.pending.pop(0)
+                run.start()
+            if run.process is not None:
+                run.process.wait()
+
+    def close(self):
+        with self.lock:
+            self.pending.clear()
+            for run in self.runs.values():
+                run.close()
+
+
+def background_run(config, command, now=True):
+    """The run of ``command`` (for a module's fixture), started now if it has not started yet."""
+    return config.stash[_RUNS].get(command, now)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "background(command): the test checks a subprocess run from the start of "
+                                       "the session (tests/conftest.py)")
+    config.stash[_RUNS] = _Queue()
+
+
+def pytest_collection_modifyitems(items):
+    # Last, in their order: their runs have the whole session to finish in.
+    items.sort(key=lambda item: item.get_closest_marker("background") is not None)
+
+
+def pytest_collection_finish(session):
+    if session.config.option.collectonly:
+        return
+    for item in session.items:
+        marker = item.get_closest_marker("background")
+        if marker is not None:
+            background_run(session.config, marker.args[0], now=False)
+
+
+def pytest_unconfigure(config):
+    if _RUNS in config.stash:
+        config.stash[_RUNS].close()
+
+
+@pytest.fixture
+def background(request):
+    """The run of the test's ``background`` marker."""
+    return background_run(request.config, request.node.get_closest_marker("background").args[0])

@@ -11,26 +11,35 @@ import importlib.util
 import logging
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 import sparse_rtrl as sr
+from conftest import background_run
 
 ROOT = Path(__file__).resolve().parents[1]
 HOOKS = ROOT / "docs" / "_hooks"
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    out = tmp_path_factory.mktemp("site")
+def _build_site(folder):
     env = dict(os.environ, NO_MKDOCS_2_WARNING="1")  # mkdocs-material's notice about MkDocs 2.0, not a warning
-    run = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)  # about 15 s
-    assert run.returncode == 0, f"mkdocs build --strict failed:\n{run.stdout}\n{run.stderr}"
-    return out
+    return dict(args=[sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", os.path.join(folder, "site")],
+                cwd=ROOT, env=env)
+
+
+# The build (about 15 s) runs in the background from the start of the session (see conftest.py); the tests
+# that read the site wait for it at the end.
+on_the_site = pytest.mark.background.with_args(_build_site)
+
+
+@pytest.fixture(scope="module")
+def site(request):
+    run = background_run(request.config, _build_site)
+    out = run.result(timeout=300)
+    assert out.returncode == 0, f"mkdocs build --strict failed:\n{out.stdout}\n{out.stderr}"
+    return Path(run.folder) / "site"
 
 
 def _page(site, path):
@@ -47,6 +56,7 @@ def _section(page, anchor):
     return page[start:min([e for e in ends if e > 0], default=len(page))]
 
 
+@on_the_site
 def test_home_is_the_readme_with_its_plots(site):
     home = _page(site, "index.html")
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -57,12 +67,14 @@ def test_home_is_the_readme_with_its_plots(site):
         assert (site / image).is_file(), image
 
 
+@on_the_site
 def test_algorithms_page_links_each_learner_to_its_reference(site):
     page = _page(site, "algorithms/index.html")
     for name in ("RTRL", "SnAp", "UORO", "KFRTRL", "EProp", "ReadoutOnly"):
         assert f'href="../api/learners/#sparse_rtrl.{name}"' in page, name
 
 
+@on_the_site
 def test_snap_reference_shows_its_parameters_and_notes(site):
     page = _page(site, "api/learners/index.html")
     snap = _section(page, "sparse_rtrl.SnAp")
@@ -72,6 +84,7 @@ def test_snap_reference_shows_its_parameters_and_notes(site):
     assert "Menick" in snap and "Parameters" in snap
 
 
+@on_the_site
 def test_api_pages_cover_each_group(site):
     expected = {
         "api/cells/index.html": ["sparse_rtrl.GRU", "sparse_rtrl.Pattern", "sparse_rtrl.SparseWeight"],
@@ -87,6 +100,7 @@ def test_api_pages_cover_each_group(site):
             assert f'id="{anchor}"' in page, (path, anchor)
 
 
+@on_the_site
 def test_notebooks_and_changelog_are_rendered(site):
     for name in ("gradient_check", "alignment_and_variance"):
         page = _page(site, f"notebooks/{name}/index.html")

@@ -1,12 +1,17 @@
 """Every code block of README.md works as pasted.
 
-- The ```python blocks run in order in one fresh interpreter, sharing one
-  namespace (what a reader who pastes them all gets), from an empty working
-  directory that must stay empty: files go to a temporary folder.
-- Each python block also runs alone, in a fresh namespace, since readers
+- Each ```python block runs alone, in a fresh namespace, since readers
   paste one block. A block meant to use the names of the blocks above says
   so with the line ``<!-- continues the block above -->`` just before its
   fence (an HTML comment: invisible on the rendered page).
+- The blocks also work pasted all together, in order, into one namespace.
+  One run checks both: the blocks run in order in one fresh interpreter,
+  each in a fresh namespace, from an empty working directory that must stay
+  empty (files go to a temporary folder). A block that runs alone can read
+  something else pasted after the others in one case only: a builtin
+  (``sum``, ``input``) that an earlier block rebinds; the blocks' symbol
+  tables rule that out. The run goes in the background, with a numba cache
+  of its own (see ``conftest.py``).
 - The ```bash blocks' ``sparse-rtrl ...`` command lines parse with the CLI's
   own parser (none is run), and the scripts they name exist.
 
@@ -67,51 +72,87 @@ def _blocks(lang, text=None):
     return out
 
 
-# Runs the blocks given as JSON on stdin, in one namespace ("in-order") or each in a fresh one ("alone",
-# except blocks marked as continuing). Code is compiled under README.md's path with its own line numbers,
-# so a traceback shows the README line that failed.
+# Runs the blocks given as JSON on stdin, each in a fresh namespace (a block marked as continuing in its
+# predecessor's), in order. Before a block runs, the global names it reads (its symbol table's) must not be
+# builtins that an earlier block rebinds: pasted together, it would read that block's value instead of the
+# builtin it reads alone. Code is compiled under README.md's path with its own line numbers, so a traceback
+# shows the README line that failed.
 RUNNER = r"""
-import json, sys, traceback
-mode, readme = sys.argv[1], sys.argv[2]
-shared = {"__name__": "__main__"}
+import builtins, json, symtable, sys, traceback
+
+def reads(table):
+    names = {s.get_name() for s in table.get_symbols()
+             if s.is_referenced() and (table.get_type() == "module" or s.is_global())}
+    for child in table.get_children():
+        names |= reads(child)
+    return names
+
+readme = sys.argv[1]
+namespace, rebound, group = None, {}, {}  # builtins rebound by earlier groups / by this one -> the block
 for b in json.load(sys.stdin):
-    if mode == "alone" and not b["continues"]:
-        shared = {"__name__": "__main__"}
+    if not b["continues"]:
+        rebound.update((n, lb) for n, lb in group.items() if n not in rebound)
+        namespace, group = {"__name__": "__main__"}, {}
+    label = b["label"]
     code = "\n" * (b["line"] - 1) + b["code"]
     try:
-        exec(compile(code, readme, "exec"), shared)
+        clash = sorted(n for n in reads(symtable.symtable(code, readme, "exec")) if n in rebound)
+    except SyntaxError:
+        clash = []  # exec reports it
+    if clash:
+        print(f"\n{label} reads the builtin {clash[0]!r}, which {rebound[clash[0]]} rebinds: pasted together "
+              f"with that block, it gets that block's value instead. Rename the variable.", file=sys.stderr)
+        sys.exit(1)
+    try:
+        exec(compile(code, readme, "exec"), namespace)
     except BaseException as exc:
         sys.stdout.flush()
-        print(f"\n{b['label']} failed ({mode}):", file=sys.stderr)
+        print(f"\n{label} failed:", file=sys.stderr)
         traceback.print_exc()
-        if mode == "alone" and isinstance(exc, NameError):
+        if isinstance(exc, NameError):
             print(f"\nThe block uses a name it does not define. Make it self-contained (readers paste one "
                   f"block), or put the line {b['marker']!r} just before its fence.", file=sys.stderr)
         sys.exit(1)
+    for n in namespace:
+        if hasattr(builtins, n) and not n.startswith("__"):
+            group.setdefault(n, label)
 """
 
 
-def _run_python_blocks(mode, tmp_path):
-    blocks = _blocks("python")
-    assert blocks, "README.md has no python blocks"
-    cwd, tmp = tmp_path / "cwd", tmp_path / "tmp"
-    cwd.mkdir()
-    tmp.mkdir()
+def _runner_command(blocks, folder):
+    cwd, tmp = os.path.join(folder, "cwd"), os.path.join(folder, "tmp")
+    os.makedirs(cwd)
+    os.makedirs(tmp)
     payload = [dict(line=b.line, code=b.code, continues=b.continues, label=b.label(), marker=CONTINUES)
                for b in blocks]
-    env = dict(os.environ, TMPDIR=str(tmp), MPLBACKEND="Agg")
-    out = subprocess.run([sys.executable, "-c", RUNNER, mode, README], input=json.dumps(payload),
-                         capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
+    env = dict(os.environ, TMPDIR=tmp, MPLBACKEND="Agg", NUMBA_CACHE_DIR=os.path.join(folder, "numba"))
+    return dict(args=[sys.executable, "-c", RUNNER, README], input=json.dumps(payload), env=env, cwd=cwd)
+
+
+def _readme_blocks(folder):
+    blocks = _blocks("python")
+    assert blocks, "README.md has no python blocks"
+    return _runner_command(blocks, folder)
+
+
+@pytest.mark.background.with_args(_readme_blocks)
+def test_python_blocks_run_alone_and_pasted_together(background):
+    out = background.result(timeout=900)
     assert out.returncode == 0, f"{out.stderr}\n--- stdout ---\n{out.stdout[-3000:]}"
-    assert sorted(os.listdir(cwd)) == [], "README blocks wrote into the working directory; use tempfile"
+    assert os.listdir(os.path.join(background.folder, "cwd")) == [], \
+        "README blocks wrote into the working directory; use tempfile"
 
 
-def test_python_blocks_run_in_order_in_one_namespace(tmp_path):
-    _run_python_blocks("in-order", tmp_path)
-
-
-def test_python_blocks_run_alone(tmp_path):
-    _run_python_blocks("alone", tmp_path)
+@pytest.mark.parametrize("second, fails", [("print(sum([1]))", True), ("print(x.sum())", False),
+                                           ("def f():\n    return sum([1])\nf()", True)])
+def test_a_block_reading_a_builtin_an_earlier_block_rebinds_is_refused(tmp_path, second, fails):
+    first = "import numpy as np\nx = np.ones(2)\nsum = 3\n"
+    text = f"```python\n{first}```\n\n```python\nimport numpy as np\nx = np.ones(2)\n{second}\n```\n"
+    cmd = _runner_command(_blocks("python", text), str(tmp_path))
+    out = subprocess.run(cmd["args"], input=cmd["input"], env=cmd["env"], cwd=cmd["cwd"], capture_output=True,
+                         text=True, timeout=120)
+    assert (out.returncode != 0) == fails, out.stderr
+    assert ("reads the builtin 'sum'" in out.stderr) == fails, out.stderr
 
 
 def test_every_fence_is_paired():
