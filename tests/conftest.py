@@ -6,14 +6,16 @@ and CI run), ``deep`` (many more examples, for a thorough local run).
 
 Background runs: a test marked ``@pytest.mark.background.with_args(command)``
 (``with_args``: a marker given one function would decorate it) checks the
-output of a subprocess that needs nothing from the session: its own numba
-cache folder, or none (two processes writing one cache folder can clash).
-Such subprocesses start when collection has selected their tests, one at a
-time and at low priority, on the core the session leaves idle (the session
-is one Python thread but for its parallel kernels); their tests move to the
-end of the session and wait there for the results. ``command(folder)``
-returns ``dict(args=..., env=..., cwd=..., input=...)`` (``args`` required),
-``folder`` being an empty temporary folder of the run's own.
+output of a subprocess that needs nothing from the session. Such subprocesses
+start when collection has selected their tests, one at a time and at low
+priority, on the core the session leaves idle (the session is one Python
+thread but for its parallel kernels); their tests move to the end of the
+session and wait there for the results. ``command(folder)`` returns
+``dict(args=..., env=..., cwd=..., input=..., numba_cache=...)`` (``args``
+required), ``folder`` being an empty temporary folder of the run's own. The
+runs share one numba cache folder of their own (``NUMBA_CACHE_DIR``; not the
+session's: two processes compiling one function at once can clash in a cache
+folder, and the runs go one at a time), unless ``numba_cache`` names another.
 """
 
 import os
@@ -96,8 +98,9 @@ class BackgroundRun:
     beside the session's fills the idle core without slowing the session.
     """
 
-    def __init__(self, command):
+    def __init__(self, command, numba_cache):
         self.command = command
+        self.numba_cache = numba_cache
         self.folder = tempfile.mkdtemp(prefix="sparse_rtrl_tests_")
         self.process = self.error = None
         self.started = threading.Event()
@@ -106,6 +109,8 @@ class BackgroundRun:
         try:
             spec = self.command(self.folder)
             self.args = spec["args"]
+            env = dict(os.environ if spec.get("env") is None else spec["env"])
+            env["NUMBA_CACHE_DIR"] = spec.get("numba_cache", self.numba_cache)
             stdin = subprocess.DEVNULL
             if spec.get("input") is not None:
                 with open(os.path.join(self.folder, "stdin"), "w", encoding="utf-8") as f:
@@ -115,7 +120,7 @@ class BackgroundRun:
             with open(os.path.join(self.folder, "stdout"), "w") as out, \
                     open(os.path.join(self.folder, "stderr"), "w") as err:
                 self.process = subprocess.Popen(nice + list(self.args), stdin=stdin, stdout=out, stderr=err,
-                                                env=spec.get("env"), cwd=spec.get("cwd"))
+                                                env=env, cwd=spec.get("cwd"))
             if stdin is not subprocess.DEVNULL:
                 stdin.close()
         except BaseException as exc:  # told to the test, which waits on started
@@ -149,18 +154,19 @@ class _Queue:
         self.pending = []
         self.lock = threading.Lock()
         self.thread = None
+        self.numba_cache = tempfile.mkdtemp(prefix="sparse_rtrl_tests_numba_")
 
-    def get(self, command, now):
-        """The run of ``command``; queued, or started at once (``now``) if it has not started yet."""
+    def get(self, command, first):
+        """The run of ``command``, queued (at the head of the queue if ``first`` and not started yet)."""
         with self.lock:
             run = self.runs.get(command)
             if run is None:
-                run = self.runs[command] = BackgroundRun(command)
+                run = self.runs[command] = BackgroundRun(command, self.numba_cache)
                 self.pending.append(run)
-            if now and run in self.pending:
+            if first and run in self.pending:
                 self.pending.remove(run)
-                run.start()
-            elif self.thread is None and self.pending:
+                self.pending.insert(0, run)
+            if self.thread is None and self.pending:
                 self.thread = threading.Thread(target=self._work, daemon=True)
                 self.thread.start()
         return run
@@ -181,11 +187,12 @@ class _Queue:
             self.pending.clear()
             for run in self.runs.values():
                 run.close()
+        shutil.rmtree(self.numba_cache, ignore_errors=True)
 
 
-def background_run(config, command, now=True):
-    """The run of ``command`` (for a module's fixture), started now if it has not started yet."""
-    return config.stash[_RUNS].get(command, now)
+def background_run(config, command, first=True):
+    """The run of ``command`` (for a module's fixture), moved to the head of the queue if it has not started."""
+    return config.stash[_RUNS].get(command, first)
 
 
 def pytest_configure(config):
@@ -205,7 +212,7 @@ def pytest_collection_finish(session):
     for item in session.items:
         marker = item.get_closest_marker("background")
         if marker is not None:
-            background_run(session.config, marker.args[0], now=False)
+            background_run(session.config, marker.args[0], first=False)
 
 
 def pytest_unconfigure(config):

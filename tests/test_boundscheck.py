@@ -74,9 +74,10 @@ SCRIPT = textwrap.dedent(
 
 def _command(folder):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=os.path.join(folder, "numba"))
+    env = dict(os.environ, NUMBA_BOUNDSCHECK="1")
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    return dict(args=[sys.executable, "-c", SCRIPT], env=env, cwd=root)
+    # A cache of its own: the bounds-checked kernels must not be mistaken for the others.
+    return dict(args=[sys.executable, "-c", SCRIPT], env=env, cwd=root, numba_cache=os.path.join(folder, "numba"))
 
 
 @pytest.mark.background.with_args(_command)

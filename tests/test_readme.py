@@ -10,8 +10,8 @@
   empty (files go to a temporary folder). A block that runs alone can read
   something else pasted after the others in one case only: a builtin
   (``sum``, ``input``) that an earlier block rebinds; the blocks' symbol
-  tables rule that out. The run goes in the background, with a numba cache
-  of its own (see ``conftest.py``).
+  tables rule that out. The run goes in the background (see
+  ``conftest.py``).
 - The ```bash blocks' ``sparse-rtrl ...`` command lines parse with the CLI's
   own parser (none is run), and the scripts they name exist.
 
@@ -125,7 +125,7 @@ def _runner_command(blocks, folder):
     os.makedirs(tmp)
     payload = [dict(line=b.line, code=b.code, continues=b.continues, label=b.label(), marker=CONTINUES)
                for b in blocks]
-    env = dict(os.environ, TMPDIR=tmp, MPLBACKEND="Agg", NUMBA_CACHE_DIR=os.path.join(folder, "numba"))
+    env = dict(os.environ, TMPDIR=tmp, MPLBACKEND="Agg")
     return dict(args=[sys.executable, "-c", RUNNER, README], input=json.dumps(payload), env=env, cwd=cwd)
 
 
