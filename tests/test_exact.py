@@ -14,14 +14,18 @@ differences carry an O(eps^2) truncation error plus O(1e-16 / eps) rounding:
 ``FD`` (1e-6).
 """
 
+import contextlib
+import sys
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import naive
 import sparse_rtrl as sr
+from sparse_rtrl.learners import exact
 from conftest import CELL_KINDS, cells, make_cell, random_sequence, run_learner
 
 EXACT = 1e-9
@@ -350,3 +354,56 @@ def test_weights_changed_between_steps(cell, T, seed, data):
         assert_close(np.array(states), np.array(expected_states), EXACT, f"{learner!r} states")
         ref = naive_online(cell, xs, cs, params=schedule, window=window)
         assert_close(g, ref, EXACT, f"{learner!r} with changing weights")
+
+
+# ---------------------------------------------------------------------------
+# RTRL's two forms of D J: walking D's stored entries, and one BLAS product
+# ---------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def rtrl_form(blas):
+    """RTRL learners built inside take the BLAS form of ``D J`` (``blas``) or walk D's entries, whatever the cell."""
+    saved = exact.DENSE_MIN_STATES, exact.DENSE_MIN_DENSITY
+    exact.DENSE_MIN_STATES, exact.DENSE_MIN_DENSITY = (0, 0.0) if blas else (sys.maxsize, 2.0)
+    try:
+        yield
+    finally:
+        exact.DENSE_MIN_STATES, exact.DENSE_MIN_DENSITY = saved
+
+
+@settings(max_examples=8)  # every draw pays for compiled variants of the cell; the forms are what is tested
+@given(cell=cells(), T=lengths, seed=seq_seeds, batch=st.sampled_from([None, 3]), parallel=st.booleans(),
+       dtype=st.sampled_from([np.float32, np.float64]))
+def test_rtrl_blas_form_matches_reference(cell, T, seed, batch, parallel, dtype):
+    cell = cell.astype(dtype)
+    B = batch or 1
+    rng = np.random.default_rng(seed)
+    xs = rng.normal(size=(T, B, cell.n_in)).astype(dtype)
+    cs = rng.normal(size=(T, B, cell.n_state)).astype(dtype)
+    forms = {}
+    for blas in (True, False):
+        with rtrl_form(blas):
+            learner = sr.RTRL(cell, batch_size=batch, parallel=parallel)
+        assert (learner._D_dense.size > 0) == blas
+        for x, c in zip(xs, cs):
+            learner.forward(x if batch else x[0])
+            learner.backward(c if batch else c[0])
+        forms[blas] = learner.grad(), learner.influence()
+    tol = 2e-4 if dtype == np.float32 else EXACT
+    ref = sum(naive.rtrl(cell.astype(np.float64), xs[:, b].astype(np.float64), cs[:, b].astype(np.float64))[0]
+              for b in range(B))
+    assert_close(forms[True][0], ref, tol, "BLAS form vs naive.rtrl")
+    assert_close(forms[True][0], forms[False][0], tol, "BLAS form vs walking D")
+    assert_close(forms[True][1], forms[False][1], tol, "influence, BLAS form vs walking D")
+
+
+def test_rtrl_takes_the_blas_form_on_large_dense_cells_only():
+    dense = sr.VanillaRNN(2, exact.DENSE_MIN_STATES, density=1.0, seed=0)
+    sparse = sr.VanillaRNN(2, exact.DENSE_MIN_STATES, density=0.05, seed=0)
+    small = sr.VanillaRNN(2, exact.DENSE_MIN_STATES - 1, density=1.0, seed=0)
+    S = dense.n_state
+    assert sr.RTRL(dense)._D_dense.shape == (1, S, S)
+    assert sr.RTRL(sparse)._D_dense.size == 0 and sr.RTRL(small)._D_dense.size == 0
+    memory = sr.RTRL(dense).memory()
+    assert memory["influence"] == 2 * S * dense.n_params * 8 and memory["workspace"] >= S * S * 8

@@ -6,6 +6,7 @@ numbers). ``plan`` is an ``exact.RTRLPlan``, ``seg`` the cell's ``Segments``,
 ``window`` a ``exact.WindowArrays``.
 """
 
+import numpy as np
 from numba import prange, uint64
 
 from .._jit import njit, parallel_njit
@@ -13,21 +14,29 @@ from ._base_kernels import gate_credit
 
 
 @njit
-def _rtrl_update_stream(b, plan, dyn, coef, z, J, J_new, c, acc, accumulate):
+def _rtrl_update_stream(b, plan, dyn, coef, z, J, J_new, c, acc, accumulate, dense):
     dyn_ptr, dyn_idx, unit, gate, src, touch, n = plan
     n_touch = touch.shape[1]
     P = J.shape[2]
     Jb = J[b]
     Nb = J_new[b]
     d = dyn[b]
-    for k in range(Jb.shape[0]):
-        row = Nb[k]
-        row[:] = 0.0
-        for e in range(dyn_ptr[k], dyn_ptr[k + 1]):
-            dk = d[e]
-            src_row = Jb[dyn_idx[e]]
-            for p in range(P):
-                row[p] += dk * src_row[p]
+    if dense.shape[1] > 0:
+        # D as a dense matrix (entries outside its pattern stay 0), and D J as one BLAS product.
+        Db = dense[b]
+        for k in range(Jb.shape[0]):
+            for e in range(dyn_ptr[k], dyn_ptr[k + 1]):
+                Db[k, dyn_idx[e]] = d[e]
+        np.dot(Db, Jb, Nb)
+    else:
+        for k in range(Jb.shape[0]):
+            row = Nb[k]
+            row[:] = 0.0
+            for e in range(dyn_ptr[k], dyn_ptr[k + 1]):
+                dk = d[e]
+                src_row = Jb[dyn_idx[e]]
+                for p in range(P):
+                    row[p] += dk * src_row[p]
     for p in range(P):
         g = gate[p]
         zp = z[b, src[p]]
@@ -46,17 +55,18 @@ def _rtrl_update_stream(b, plan, dyn, coef, z, J, J_new, c, acc, accumulate):
 
 
 @njit
-def rtrl_update(plan, dyn, coef, z, J, J_new, c, acc, accumulate):
-    """``J_new = D J + I`` for every stream; if ``accumulate``, ``acc += c J_new``."""
+def rtrl_update(plan, dyn, coef, z, J, J_new, c, acc, accumulate, dense):
+    """``J_new = D J + I`` for every stream; if ``accumulate``, ``acc += c J_new``. ``dense`` (B, S, S) is
+    the scratch of the BLAS form of ``D J`` (zero outside D's pattern), or (B, 0, 0) for the sparse form."""
     for b in range(J.shape[0]):
-        _rtrl_update_stream(b, plan, dyn, coef, z, J, J_new, c, acc, accumulate)
+        _rtrl_update_stream(b, plan, dyn, coef, z, J, J_new, c, acc, accumulate, dense)
 
 
 @parallel_njit
-def rtrl_update_par(plan, dyn, coef, z, J, J_new, c, acc, accumulate):
+def rtrl_update_par(plan, dyn, coef, z, J, J_new, c, acc, accumulate, dense):
     """``rtrl_update`` with the streams spread over the cores (same result)."""
     for b in prange(J.shape[0]):
-        _rtrl_update_stream(b, plan, dyn, coef, z, J, J_new, c, acc, accumulate)
+        _rtrl_update_stream(b, plan, dyn, coef, z, J, J_new, c, acc, accumulate, dense)
 
 
 @njit
