@@ -11,6 +11,10 @@
     process, each with threads that spin after a call, slow each other down
     (measured: the same step 2x slower right after a numpy product).
     Target (issue 14): ours >= 1.5x faster than numpy.
+(c) KF-RTRL and reverse KF-RTRL (ours, whole online step) against the same
+    recursions in numpy (``D @ B``, the factor updates with random signs,
+    ``g += kron(A, c @ B)``; D, its diagonal gains and z precomputed), at
+    n = 256. Target (issue 14): ours >= 1.5x faster.
 (b) The crossover: our step with ``D J`` as one BLAS product (D held
     dense) against our step walking D's stored entries, by density of the
     recurrent weights (n = 128). ``sparse_rtrl.learners.exact.DENSE_MIN_DENSITY``
@@ -75,6 +79,67 @@ def gemm_only(Ds, Is, steps):
     return run
 
 
+def trajectory_terms(cell, xs):
+    """Dense ``D_t``, the gains ``d_t`` and ``z_t = [h; x; 1]`` along the trajectory."""
+    s = cell.init_state()
+    out = []
+    for x in xs:
+        jac = cell.jacobians(s, x)
+        # The gains phi'(a) of a tanh cell (the values do not change the cost).
+        out.append((jac.dynamics.toarray(), (1.0 - jac.state ** 2).astype(cell.dtype),
+                    np.concatenate([s, x, [1.0]]).astype(cell.dtype)))
+        s = jac.state
+    return out
+
+
+def numpy_kf(terms, cs, steps, reverse, seed=0):
+    """KF-RTRL (or reverse KF-RTRL) as research code writes it, per step: D @ B, the factor updates, the
+    gradient ``kron``; nothing else."""
+    D0, d0, z0 = terms[0]
+    n, m = d0.shape[0], z0.shape[0]
+    dt = z0.dtype
+    rng = np.random.default_rng(seed)
+    A = np.zeros(n if reverse else m, dt)
+    B = np.zeros((D0.shape[0], m if reverse else n), dt)
+    g = np.zeros(n * m, dt)
+    eps = 1e-7
+
+    def run():
+        nonlocal A, B
+        for t in range(steps):
+            D, d, z = terms[t % len(terms)]
+            DB = D @ B
+            if reverse:
+                nu = rng.choice([-1.0, 1.0], n)
+                rho0 = np.sqrt((np.linalg.norm(DB) + eps) / (np.linalg.norm(A) + eps))
+                rho1 = np.sqrt((np.linalg.norm(nu * d) * np.linalg.norm(z) + eps) / (np.linalg.norm(nu) + eps))
+                A = rho0 * A + rho1 * nu
+                B = DB / rho0 + np.outer(nu * d, z) / rho1
+                g[:] += np.kron(A, cs[t] @ B)
+            else:
+                nu0, nu1 = rng.choice([-1.0, 1.0], 2)
+                rho0 = np.sqrt((np.linalg.norm(DB) + eps) / (np.linalg.norm(A) + eps))
+                rho1 = np.sqrt((np.linalg.norm(d) + eps) / (np.linalg.norm(z) + eps))
+                A = nu0 * rho0 * A + nu1 * rho1 * z
+                B = nu0 / rho0 * DB + nu1 / rho1 * np.diag(d)
+                g[:] += np.kron(A, cs[t] @ B)
+        return g
+
+    return run
+
+
+def with_form(make, blas):
+    """``make()`` with products by D in the BLAS form (``blas``) or walking D's entries."""
+    saved = exact.DENSE_MIN_STATES, exact.DENSE_MIN_DENSITY
+    exact.DENSE_MIN_STATES, exact.DENSE_MIN_DENSITY = (0, 0.0) if blas else (sys.maxsize, 2.0)
+    try:
+        learner = make()
+    finally:
+        exact.DENSE_MIN_STATES, exact.DENSE_MIN_DENSITY = saved
+    assert (learner._D_dense.shape[1] > 0) == blas
+    return learner
+
+
 def rtrl(cell, blas):
     """Our RTRL with ``D J`` in the BLAS form (``blas``) or walking D's entries."""
     saved = exact.DENSE_MIN_STATES, exact.DENSE_MIN_DENSITY
@@ -108,8 +173,10 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.quick:
         sizes, crossover_n, densities, steps, repeats = (16, 24), 24, (0.25, 1.0), 3, 2
+        kf_sizes, kf_repeats = (24,), 2
     else:
         sizes, crossover_n, densities, steps, repeats = (64, 128, 256), 128, (0.05, 0.1, 0.2, 0.3, 0.5, 1.0), 4, 5
+        kf_sizes, kf_repeats = (64, 128, 256), 15
     repeats = args.repeats or repeats
     rng = np.random.default_rng(0)
     rows = []
@@ -130,6 +197,23 @@ def main(argv=None):
         print(f"  n={n:4d}  ours (BLAS) {1e3 * t_ours:9.3f} ms  ours (rows) {1e3 * t_rows:9.3f} ms  "
               f"numpy {1e3 * t_numpy:9.3f} ms  numpy/ours {t_numpy / t_ours:6.2f}x  (D @ J alone "
               f"{1e3 * t_gemm:9.3f} ms)", flush=True)
+    print(f"(c) KF-RTRL and reverse KF-RTRL, dense vanilla RNN, {args.dtype}: our step vs numpy")
+    for n in kf_sizes:
+        cell = sr.VanillaRNN(args.n_in, n, density=1.0, seed=0, dtype=args.dtype)
+        xs = rng.normal(size=(steps, cell.n_in)).astype(cell.dtype)
+        cs = rng.normal(size=(steps, cell.n_state)).astype(cell.dtype)
+        terms = trajectory_terms(cell, xs[:2])
+        for name, make, reverse in (("KF-RTRL", sr.KFRTRL, False), ("R-KF-RTRL", sr.RKFRTRL, True)):
+            ours = with_form(lambda: make(cell, seed=0), True)
+            walk = with_form(lambda: make(cell, seed=0), False)
+            fns = [_common.continue_run(ours, xs, cs), _common.continue_run(walk, xs, cs),
+                   numpy_kf(terms, cs, steps, reverse)]
+            t_ours, t_rows, t_numpy = (t / steps for t in _common.interleaved_medians(fns, kf_repeats))
+            rows.append(dict(part=name, n=n, density=1.0, d_density=1.0, n_params=cell.n_params,
+                             blas_ms=1e3 * t_ours, rows_ms=1e3 * t_rows, numpy_ms=1e3 * t_numpy, gemm_ms="",
+                             numpy_over_blas=t_numpy / t_ours, rows_over_blas=t_rows / t_ours))
+            print(f"  {name:9s} n={n:4d}  ours (BLAS) {1e3 * t_ours:8.3f} ms  ours (rows) {1e3 * t_rows:8.3f} ms  "
+                  f"numpy {1e3 * t_numpy:8.3f} ms  numpy/ours {t_numpy / t_ours:6.2f}x", flush=True)
     print(f"(b) n={crossover_n}: BLAS form vs walking D's entries, by density")
     for density in densities:
         cell = sr.VanillaRNN(args.n_in, crossover_n, density=density, seed=0, dtype=args.dtype)
@@ -156,7 +240,11 @@ def main(argv=None):
         ax1.plot([r["n"] for r in a], [r[key] for r in a], "o-", label=label)
     ax1.set(xscale="log", yscale="log", xlabel="hidden units (dense)", ylabel="ms per online step",
             title=f"exact RTRL, {args.dtype}")
-    ax1.legend()
+    for name, marker in (("KF-RTRL", "s"), ("R-KF-RTRL", "^")):
+        k = [r for r in rows if r["part"] == name]
+        ax1.plot([r["n"] for r in k], [r["blas_ms"] for r in k], marker + "--", label=f"{name}, ours")
+        ax1.plot([r["n"] for r in k], [r["numpy_ms"] for r in k], marker + ":", label=f"{name}, numpy")
+    ax1.legend(fontsize=7)
     b = [r for r in rows if r["part"] == "crossover"]
     ax2.plot([r["d_density"] for r in b], [r["rows_over_blas"] for r in b], "o-")
     ax2.axhline(1.0, color="grey", lw=0.8)

@@ -18,6 +18,7 @@ session's: two processes compiling one function at once can clash in a cache
 folder, and the runs go one at a time), unless ``numba_cache`` names another.
 """
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -84,6 +85,20 @@ def run_learner(learner, xs, cs):
         learner.forward(x)
         learner.backward(c)
     return learner.grad()
+
+
+@contextlib.contextmanager
+def blas_form(on):
+    """Learners built inside form their products with D as one BLAS call on D held dense (``on``) or walk D's
+    stored entries, whatever the cell (``sparse_rtrl.learners.exact.blas_form``)."""
+    from sparse_rtrl.learners import exact
+
+    saved = exact.DENSE_MIN_STATES, exact.DENSE_MIN_DENSITY
+    exact.DENSE_MIN_STATES, exact.DENSE_MIN_DENSITY = (0, 0.0) if on else (sys.maxsize, 2.0)
+    try:
+        yield
+    finally:
+        exact.DENSE_MIN_STATES, exact.DENSE_MIN_DENSITY = saved
 
 
 # -- background runs (see the module docstring) ---------------------------------------------------

@@ -14,9 +14,6 @@ differences carry an O(eps^2) truncation error plus O(1e-16 / eps) rounding:
 ``FD`` (1e-6).
 """
 
-import contextlib
-import sys
-
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -26,7 +23,7 @@ from hypothesis import strategies as st
 import naive
 import sparse_rtrl as sr
 from sparse_rtrl.learners import exact
-from conftest import CELL_KINDS, cells, make_cell, random_sequence, run_learner
+from conftest import CELL_KINDS, blas_form, cells, make_cell, random_sequence, run_learner
 
 EXACT = 1e-9
 FD = 1e-6
@@ -361,17 +358,6 @@ def test_weights_changed_between_steps(cell, T, seed, data):
 # ---------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def rtrl_form(blas):
-    """RTRL learners built inside take the BLAS form of ``D J`` (``blas``) or walk D's entries, whatever the cell."""
-    saved = exact.DENSE_MIN_STATES, exact.DENSE_MIN_DENSITY
-    exact.DENSE_MIN_STATES, exact.DENSE_MIN_DENSITY = (0, 0.0) if blas else (sys.maxsize, 2.0)
-    try:
-        yield
-    finally:
-        exact.DENSE_MIN_STATES, exact.DENSE_MIN_DENSITY = saved
-
-
 @settings(max_examples=8)  # every draw pays for compiled variants of the cell; the forms are what is tested
 @given(cell=cells(), T=lengths, seed=seq_seeds, batch=st.sampled_from([None, 3]), parallel=st.booleans(),
        dtype=st.sampled_from([np.float32, np.float64]))
@@ -383,7 +369,7 @@ def test_rtrl_blas_form_matches_reference(cell, T, seed, batch, parallel, dtype)
     cs = rng.normal(size=(T, B, cell.n_state)).astype(dtype)
     forms = {}
     for blas in (True, False):
-        with rtrl_form(blas):
+        with blas_form(blas):
             learner = sr.RTRL(cell, batch_size=batch, parallel=parallel)
         assert (learner._D_dense.size > 0) == blas
         for x, c in zip(xs, cs):

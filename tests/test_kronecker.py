@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 import naive
 import sparse_rtrl as sr
-from conftest import cells, make_cell, random_sequence
+from conftest import blas_form, cells, make_cell, random_sequence
 from sparse_rtrl.learners.kronecker import KFRTRL, RKFRTRL
 from test_uoro import unbiasedness_statistics
 
@@ -309,16 +309,20 @@ def assert_close(actual, expected, what, rtol=1e-11):
                                err_msg=what)
 
 
+@pytest.mark.parametrize("blas", [False, True], ids=["walk-D", "BLAS"])
 @pytest.mark.parametrize("cell_index", range(3))
 @pytest.mark.parametrize("kind", list(LEARNERS))
-def test_factors_and_gradient_follow_the_recursion(kind, cell_index):
+def test_factors_and_gradient_follow_the_recursion(kind, cell_index, blas):
+    """Both forms of ``D B`` (walking D's entries; one BLAS call on D held dense) follow the reference."""
     cell = exact_cells()[cell_index]
     steps = 12
     xs, cs = random_sequence(cell, steps, seed=cell_index)
     seed = 100 + cell_index
     draws = reference_draws(kind, cell, seed, steps)[:, 0]
     g_ref, factors = reference(kind, cell, xs, cs, draws)
-    learner = LEARNERS[kind](cell, seed=seed)
+    with blas_form(blas):
+        learner = LEARNERS[kind](cell, seed=seed)
+    assert (learner._D_dense.size > 0) == blas
     for t in range(steps):
         learner.forward(xs[t])
         learner.backward(cs[t])
@@ -441,22 +445,24 @@ def drive(learner, xs, cs, skip=(1,), grad_at=(2,)):
 
 @pytest.mark.parametrize("kind", list(LEARNERS))
 @given(cell=cells(kinds=("vanilla",)), batch=st.integers(2, 4), parallel=st.booleans(),
-       seed=st.integers(0, 1000), dtype=st.sampled_from([np.float32, np.float64]))
-def test_batched_streams_equal_single_streams_exactly(kind, cell, batch, parallel, seed, dtype):
+       seed=st.integers(0, 1000), dtype=st.sampled_from([np.float32, np.float64]), blas=st.booleans())
+def test_batched_streams_equal_single_streams_exactly(kind, cell, batch, parallel, seed, dtype, blas):
     """Stream b of a batch is, bit for bit, a single learner fed stream b's data and
-    draws; the batch's grad() is the single gradients summed in stream order."""
+    draws; the batch's grad() is the single gradients summed in stream order (either form of D B)."""
     cell = cell.astype(dtype)
     rng = np.random.default_rng(seed)
     steps = 5
     xs = rng.normal(size=(steps, batch, cell.n_in))
     cs = rng.normal(size=(steps, batch, cell.n_state))
-    learner = LEARNERS[kind](cell, seed=seed, batch_size=batch, parallel=parallel)
+    with blas_form(blas):
+        learner = LEARNERS[kind](cell, seed=seed, batch_size=batch, parallel=parallel)
+        singles = [LEARNERS[kind](cell, seed=0) for _ in range(batch)]
     record = record_draws(learner)
     states_b, (A_b, B_b), grads_b = drive(learner, xs, cs)
     assert len(record) == steps and record[0].shape[0] == batch
     totals = None
     for b in range(batch):
-        single = feed_draws(LEARNERS[kind](cell, seed=0), [r[b:b + 1] for r in record])
+        single = feed_draws(singles[b], [r[b:b + 1] for r in record])
         states_1, (A_1, B_1), grads_1 = drive(single, xs[:, b], cs[:, b])
         np.testing.assert_array_equal(states_b[:, b], states_1)
         np.testing.assert_array_equal(A_b[b], A_1)

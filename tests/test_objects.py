@@ -31,6 +31,7 @@ SHARED_HELPERS = {
     "sparse_rtrl.state.generator_state", "sparse_rtrl.state.check_generator_state",
     "sparse_rtrl.registry.learner_specs_help", "sparse_rtrl.registry.example_specs",
     "sparse_rtrl.training.tasks.ptb_chars", "sparse_rtrl.training.trainer.score_stream",
+    "sparse_rtrl.learners.exact.blas_form",
 }
 
 

@@ -38,15 +38,25 @@ from .._jit import njit, parallel_njit
 
 
 @njit(math="contract")
-def _dynamics_times(dyn_ptr, dyn_idx, dyn, M, out):
+def _dynamics_times(dyn_ptr, dyn_idx, dyn, M, out, dense):
     """``out = D M`` for one stream (D in CSR, M and out dense row-major); returns ``||out||_F^2``.
 
     Row ``k`` of the product is a sum of rows of ``M``, one per stored entry
     of row ``k`` of ``D``: the inner loop streams contiguous rows, so the
-    cost is ``nnz(D) * M.shape[1]`` multiply-adds.
+    cost is ``nnz(D) * M.shape[1]`` multiply-adds. With a dense scratch
+    ``dense`` (S x S, zero outside D's pattern; empty: not used) the product
+    is one BLAS call instead (the learners choose, as ``exact.blas_form``).
     """
     width = M.shape[1]
     sq = out.dtype.type(0.0)
+    if dense.shape[0] > 0:
+        for k in range(out.shape[0]):
+            for e in range(dyn_ptr[k], dyn_ptr[k + 1]):
+                dense[k, dyn_idx[e]] = dyn[e]
+        np.dot(dense, M, out)
+        for k in range(out.shape[0]):
+            sq += _row_sum_squares(out[k])
+        return sq
     for k in range(out.shape[0]):
         row = out[k]
         for c in range(width):
@@ -101,7 +111,7 @@ def _sign(u):
 
 
 @njit(math="strict")
-def _kf_update_stream(b, dyn_ptr, dyn_idx, dyn, coef, z, uniform, A, B, DB, eps):
+def _kf_update_stream(b, dyn_ptr, dyn_idx, dyn, coef, z, uniform, A, B, DB, eps, dense):
     dt = A.dtype.type
     nu0 = dt(_sign(uniform[b, 0]))
     nu1 = dt(_sign(uniform[b, 1]))
@@ -110,7 +120,7 @@ def _kf_update_stream(b, dyn_ptr, dyn_idx, dyn, coef, z, uniform, A, B, DB, eps)
     DBb = DB[b]
     zb = z[b]
     cb = coef[b]
-    sq_db = _dynamics_times(dyn_ptr, dyn_idx, dyn[b], Bb, DBb)
+    sq_db = _dynamics_times(dyn_ptr, dyn_idx, dyn[b], Bb, DBb, dense[b])
     sq_d = dt(0.0)
     for k in range(Bb.shape[0]):
         sq_d += cb[k, 0] * cb[k, 0]
@@ -131,24 +141,25 @@ def _kf_update_stream(b, dyn_ptr, dyn_idx, dyn, coef, z, uniform, A, B, DB, eps)
 
 
 @njit(math="strict")
-def kf_update(dyn_ptr, dyn_idx, dyn, coef, z, uniform, A, B, DB, eps):
+def kf_update(dyn_ptr, dyn_idx, dyn, coef, z, uniform, A, B, DB, eps, dense):
     """One KF-RTRL step for every stream (Mujika, Meier & Steger 2018).
 
     ``A' = nu0 rho0 A + nu1 rho1 z``, ``B' = nu0 (D B) / rho0 + nu1 diag(d) / rho1``
     with ``rho0 = sqrt((||D B|| + eps) / (||A|| + eps))``,
     ``rho1 = sqrt((||d|| + eps) / (||z|| + eps))``, ``d = coef[:, 0]``,
     signs from ``uniform`` (B, 2). ``A`` is (B, n_presyn), ``B`` and the work
-    array ``DB`` are (B, S, n).
+    array ``DB`` are (B, S, n); ``dense`` (B, S, S) is the scratch of the BLAS
+    form of ``D B``, or (B, 0, 0).
     """
     for b in range(A.shape[0]):
-        _kf_update_stream(b, dyn_ptr, dyn_idx, dyn, coef, z, uniform, A, B, DB, eps)
+        _kf_update_stream(b, dyn_ptr, dyn_idx, dyn, coef, z, uniform, A, B, DB, eps, dense)
 
 
 @parallel_njit(math="strict")
-def kf_update_par(dyn_ptr, dyn_idx, dyn, coef, z, uniform, A, B, DB, eps):
+def kf_update_par(dyn_ptr, dyn_idx, dyn, coef, z, uniform, A, B, DB, eps, dense):
     """``kf_update`` with the streams spread over the cores (same result)."""
     for b in prange(A.shape[0]):
-        _kf_update_stream(b, dyn_ptr, dyn_idx, dyn, coef, z, uniform, A, B, DB, eps)
+        _kf_update_stream(b, dyn_ptr, dyn_idx, dyn, coef, z, uniform, A, B, DB, eps, dense)
 
 
 @njit(math="contract")
@@ -199,7 +210,7 @@ def kf_accumulate_par(seg, A, B, c, u, acc):
 
 
 @njit(math="strict")
-def _rkf_update_stream(b, dyn_ptr, dyn_idx, dyn, coef, z, uniform, A, B, DB, eps):
+def _rkf_update_stream(b, dyn_ptr, dyn_idx, dyn, coef, z, uniform, A, B, DB, eps, dense):
     dt = A.dtype.type
     Ab = A[b]
     Bb = B[b]
@@ -207,7 +218,7 @@ def _rkf_update_stream(b, dyn_ptr, dyn_idx, dyn, coef, z, uniform, A, B, DB, eps
     zb = z[b]
     cb = coef[b]
     ub = uniform[b]
-    sq_db = _dynamics_times(dyn_ptr, dyn_idx, dyn[b], Bb, DBb)
+    sq_db = _dynamics_times(dyn_ptr, dyn_idx, dyn[b], Bb, DBb, dense[b])
     # |nu * d| = |d| and |nu| = sqrt(n): the signs drop out of rho1.
     sq_nd = dt(0.0)
     for i in range(Ab.shape[0]):
@@ -228,24 +239,24 @@ def _rkf_update_stream(b, dyn_ptr, dyn_idx, dyn, coef, z, uniform, A, B, DB, eps
 
 
 @njit(math="strict")
-def rkf_update(dyn_ptr, dyn_idx, dyn, coef, z, uniform, A, B, DB, eps):
+def rkf_update(dyn_ptr, dyn_idx, dyn, coef, z, uniform, A, B, DB, eps, dense):
     """One reverse KF-RTRL step for every stream (Marschall, Cho & Savin 2020).
 
     ``A' = rho0 A + rho1 nu``, ``B' = (D B) / rho0 + (nu * d) z^T / rho1`` with
     ``rho0 = sqrt((||D B|| + eps) / (||A|| + eps))``,
     ``rho1 = sqrt((||nu * d|| ||z|| + eps) / (||nu|| + eps))``, ``d = coef[:, 0]``,
     signs ``nu`` from ``uniform`` (B, n). ``A`` is (B, n), ``B`` and the work
-    array ``DB`` are (B, S, n_presyn).
+    array ``DB`` are (B, S, n_presyn); ``dense`` as in ``kf_update``.
     """
     for b in range(A.shape[0]):
-        _rkf_update_stream(b, dyn_ptr, dyn_idx, dyn, coef, z, uniform, A, B, DB, eps)
+        _rkf_update_stream(b, dyn_ptr, dyn_idx, dyn, coef, z, uniform, A, B, DB, eps, dense)
 
 
 @parallel_njit(math="strict")
-def rkf_update_par(dyn_ptr, dyn_idx, dyn, coef, z, uniform, A, B, DB, eps):
+def rkf_update_par(dyn_ptr, dyn_idx, dyn, coef, z, uniform, A, B, DB, eps, dense):
     """``rkf_update`` with the streams spread over the cores (same result)."""
     for b in prange(A.shape[0]):
-        _rkf_update_stream(b, dyn_ptr, dyn_idx, dyn, coef, z, uniform, A, B, DB, eps)
+        _rkf_update_stream(b, dyn_ptr, dyn_idx, dyn, coef, z, uniform, A, B, DB, eps, dense)
 
 
 @njit(math="strict")

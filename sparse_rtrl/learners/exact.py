@@ -28,6 +28,13 @@ DENSE_MIN_STATES = 32
 DENSE_MIN_DENSITY = 0.2
 
 
+def blas_form(structure) -> bool:
+    """Whether a product ``D M`` on this cell structure should be one BLAS call on D held dense (RTRL's
+    ``D J``, the Kronecker learners' ``D B``) rather than a walk over D's stored entries."""
+    S = structure.n_state
+    return S >= DENSE_MIN_STATES and structure.dynamics.nnz >= DENSE_MIN_DENSITY * S * S
+
+
 class RTRL(Learner, key="rtrl"):
     """Real-Time Recurrent Learning with a dense influence matrix (the exact reference).
 
@@ -51,8 +58,7 @@ class RTRL(Learner, key="rtrl"):
         self._J = np.zeros((self._B, st.n_state, st.n_params), self.cell.dtype)
         self._J_new = np.zeros_like(self._J)
         S = st.n_state
-        blas = S >= DENSE_MIN_STATES and st.dynamics.nnz >= DENSE_MIN_DENSITY * S * S
-        self._D_dense = np.zeros((self._B, S, S) if blas else (self._B, 0, 0), self.cell.dtype)
+        self._D_dense = np.zeros((self._B, S, S) if blas_form(st) else (self._B, 0, 0), self.cell.dtype)
         self._dynamics = DynamicsValues(self)
         self._plan = RTRLPlan(st.dynamics.indptr, st.dynamics.indices, st.param_unit, st.param_gate, st.param_src,
                               st.gate_touch, np.int64(st.n_hidden))

@@ -19,6 +19,7 @@ import numpy as np
 from .._validate import check_float, check_seed
 from ..cells import Cell
 from .base import DynamicsValues, Learner
+from .exact import blas_form
 
 
 class _Kronecker(Learner):
@@ -79,6 +80,8 @@ class _Kronecker(Learner):
         self._A = np.zeros((B, *a_shape), dt)
         self._Bf = np.zeros((B, *b_shape), dt)
         self._DB = np.zeros_like(self._Bf)
+        S = self.cell.structure.n_state
+        self._D_dense = np.zeros((B, S, S) if blas_form(self.cell.structure) else (B, 0, 0), dt)
         self._credit = np.zeros((B, b_shape[1]), dt)
         self._uniform = np.zeros((B, self._n_draws()), np.float64)
         self._eps = dt.type(self.eps)
@@ -105,7 +108,7 @@ class _Kronecker(Learner):
         self._dynamics.form()
         st = self.cell.structure
         self._update(st.dynamics.indptr, st.dynamics.indices, self._dynamics.values, coef, presyn, self._uniform,
-                     self._A, self._Bf, self._DB, self._eps)
+                     self._A, self._Bf, self._DB, self._eps, self._D_dense)
 
     def _backward(self, c):
         self._accumulate(self.cell.structure.segments, self._A, self._Bf, c, self._credit, self._acc)
@@ -175,7 +178,10 @@ class KFRTRL(_Kronecker, key="kfrtrl"):
     (``nnz(D) n`` multiply-adds; ``nnz(D) ~ density n^2 + n``), the update
     (``O(n^2 + n_presyn)``); each ``backward`` ``O(n^2 + P)``. Memory:
     ``n^2 + n_presyn`` numbers of influence (``memory()["influence"]``), plus
-    an ``n^2`` work array for ``D B`` and ``nnz(D)`` values of ``D``.
+    an ``n^2`` work array for ``D B`` and ``nnz(D)`` values of ``D``. On a
+    dense or nearly dense ``D`` (as RTRL decides, ``exact.blas_form``) ``D B``
+    is one BLAS product of ``n^3`` multiply-adds on ``D`` held dense (``n^2``
+    more numbers of work).
     """
 
     def _kernels(self):
@@ -257,6 +263,8 @@ class RKFRTRL(_Kronecker, key="rkfrtrl"):
     each ``backward`` ``O(n n_presyn + P)``. Memory: ``n + n n_presyn``
     numbers of influence (``memory()["influence"]``), plus an
     ``n x n_presyn`` work array for ``D B`` and ``nnz(D)`` values of ``D``.
+    On a dense or nearly dense ``D`` (``exact.blas_form``) ``D B`` is one
+    BLAS product on ``D`` held dense (``n^2`` more numbers of work).
     """
 
     def _kernels(self):
