@@ -38,7 +38,9 @@ Habits the kernels follow, each measured on this project's machine:
 - A loop that touches more than eight memory ranges exceeds the overlap
   checks LLVM makes before vectorising, and stays scalar.
 - Numba's slice assignment (``a[:] = b``) takes a generic path: plain loops
-  are faster for the copies kernels make every step.
+  are faster for the copies kernels make every step. It also compiles a
+  formatted shape-mismatch error (strings, ``join``, ``repr``): about 3 s of
+  compilation per dimensionality on a cold cache, measured.
 """
 
 import functools

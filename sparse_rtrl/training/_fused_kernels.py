@@ -39,7 +39,11 @@ def fused_snap(cell_args, theta, buffers, snap, ro, opt, n_updates, xs, ys_f, ys
     updates = 0
     for t in range(xs.shape[0]):
         cell_step(cell_args, state, xs[t], nxt, coef, dloc, presyn, True)
-        state[:, :] = nxt
+        # Plain loops: a slice assignment from an array compiles numba's formatted shape-mismatch error
+        # (about 3 s of compilation per dimensionality, measured), for a copy whose shapes always match.
+        for b in range(state.shape[0]):
+            for k in range(state.shape[1]):
+                state[b, k] = nxt[b, k]
         form_dynamics(theta, coef, dloc, snap.dyn_plan, snap.dyn)
         losses[t] = readout_step(r_params, r_feedback, n_out, code, state, ys_f[t], ys_i[t], y, dy, credit, r_acc)
         if not np.isfinite(losses[t]):
