@@ -133,6 +133,18 @@ def continue_run(learner, xs, cs):
     return run
 
 
+def trajectory_jacobians(cell, xs):
+    """Dense ``D_t``, ``I_t`` along the trajectory from the zero state driven by ``xs``."""
+    s = cell.init_state()
+    Ds, Is = [], []
+    for x in xs:
+        jac = cell.jacobians(s, x)
+        s = jac.state
+        Ds.append(jac.dynamics.toarray())
+        Is.append(jac.immediate.toarray())
+    return Ds, Is
+
+
 def time_online(learner, xs, cs, grad_every=1, repeats=3, warmup=1):
     """Median seconds per online step over ``len(xs)`` steps from ``reset()`` (see
     ``online_run``). ``len(xs)`` should be a multiple of ``grad_every`` so that

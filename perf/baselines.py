@@ -42,18 +42,6 @@ import sparse_rtrl as sr  # noqa: E402
 from sparse_rtrl import registry  # noqa: E402
 
 
-def trajectory_jacobians(cell, xs):
-    """Dense ``D_t``, ``I_t`` along the trajectory from the zero state driven by ``xs``."""
-    s = cell.init_state()
-    Ds, Is = [], []
-    for x in xs:
-        jac = cell.jacobians(s, x)
-        s = jac.state
-        Ds.append(jac.dynamics.toarray())
-        Is.append(jac.immediate.toarray())
-    return Ds, Is
-
-
 def dense_snap(Ds, Is, mask, cs, steps):
     """Research-style dense-masked SnAp: the influence update and the gradient, nothing else."""
     J = np.zeros(mask.shape, dtype=mask.dtype)
@@ -68,7 +56,7 @@ def dense_snap(Ds, Is, mask, cs, steps):
 def check_same_gradient(cell, mask, xs, cs):
     """Our SnAp-2 and the dense baseline give the same gradient over a few steps."""
     k = xs.shape[0]
-    Ds, Is = trajectory_jacobians(cell, xs)
+    Ds, Is = _common.trajectory_jacobians(cell, xs)
     g_dense = dense_snap(Ds, Is, mask, cs, k)
     learner = registry.make_learner("snap2", cell)
     learner.reset()
@@ -95,7 +83,7 @@ def compare_dense(args, rng, repeats):
     learner = _common.make_learner("snap2", cell, parallel=False)
     split = _common.make_learner("snap2", cell, parallel=True)
     # A few distinct steps' Jacobians, reused cyclically: the cost does not depend on the values.
-    Ds, Is = trajectory_jacobians(cell, xs[:4])
+    Ds, Is = _common.trajectory_jacobians(cell, xs[:4])
     dense_steps = max(2, min(steps, args.dense_steps))
     threads_all = _common.blas_threads() or 1
 

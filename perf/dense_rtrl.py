@@ -40,18 +40,6 @@ import sparse_rtrl as sr  # noqa: E402
 from sparse_rtrl.learners import exact  # noqa: E402
 
 
-def trajectory(cell, xs):
-    """Dense ``D_t``, ``I_t`` along the trajectory from the zero state driven by ``xs``."""
-    s = cell.init_state()
-    Ds, Is = [], []
-    for x in xs:
-        jac = cell.jacobians(s, x)
-        s = jac.state
-        Ds.append(jac.dynamics.toarray())
-        Is.append(jac.immediate.toarray())
-    return Ds, Is
-
-
 def numpy_rtrl(Ds, Is, cs, steps):
     """The research-code recursion: ``J = D @ J + I; g += c @ J``, nothing else."""
     J = np.zeros(Is[0].shape, Is[0].dtype)
@@ -142,19 +130,12 @@ def with_form(make, blas):
 
 def rtrl(cell, blas):
     """Our RTRL with ``D J`` in the BLAS form (``blas``) or walking D's entries."""
-    saved = exact.DENSE_MIN_STATES, exact.DENSE_MIN_DENSITY
-    exact.DENSE_MIN_STATES, exact.DENSE_MIN_DENSITY = (0, 0.0) if blas else (sys.maxsize, 2.0)
-    try:
-        learner = sr.RTRL(cell)
-    finally:
-        exact.DENSE_MIN_STATES, exact.DENSE_MIN_DENSITY = saved
-    assert (learner._D_dense.shape[1] > 0) == blas
-    return learner
+    return with_form(lambda: sr.RTRL(cell), blas)
 
 
 def check_same_gradient(cell, xs, cs):
     k = xs.shape[0]
-    Ds, Is = trajectory(cell, xs)
+    Ds, Is = _common.trajectory_jacobians(cell, xs)
     g_numpy = numpy_rtrl(Ds, Is, cs, k)().copy()
     for blas in (True, False):
         learner = rtrl(cell, blas)
@@ -186,7 +167,7 @@ def main(argv=None):
         xs = rng.normal(size=(steps, cell.n_in)).astype(cell.dtype)
         cs = rng.normal(size=(steps, cell.n_state)).astype(cell.dtype)
         check_same_gradient(cell, xs[:3], cs[:3])
-        Ds, Is = trajectory(cell, xs[:2])
+        Ds, Is = _common.trajectory_jacobians(cell, xs[:2])
         ours, rows_form = rtrl(cell, True), rtrl(cell, False)
         fns = [_common.continue_run(ours, xs, cs), _common.continue_run(rows_form, xs, cs),
                numpy_rtrl(Ds, Is, cs, steps), gemm_only(Ds, Is, steps)]
