@@ -311,13 +311,14 @@ def test_divergence_stops_with_parameters_intact(fused):
 def test_train_online_falls_back_and_refuses_impossible_fusion():
     cell = make_cell("gru", 3, 4, 0.5, seed=0)
     readout = sr.LinearReadout(cell, 2)
-    xs, ys = _stream("mse", 5, None, seed=0)
-    rtrl = sr.RTRL(cell)
+    xs, ys = _stream("mse", 5, 2, seed=0)
+    rtrl = sr.RTRL(cell, batch_size=2, parallel=True)  # spreads its streams: runs step by step
     optimizer = sr.SGD([cell.params, readout.params], lr=0.01)
-    losses = sr.train_online(rtrl, readout, optimizer, xs, ys)  # runs step by step
+    losses = sr.train_online(rtrl, readout, optimizer, xs, ys)
     assert losses.shape == (5,) and np.all(np.isfinite(losses))
-    with pytest.raises(ValueError, match="fused"):
+    with pytest.raises(ValueError, match="fused.*parallel"):
         sr.train_online(rtrl, readout, optimizer, xs, ys, fused=True)
+    xs, ys = _stream("mse", 5, None, seed=0)
     snap = sr.SnAp(cell, 1)
     with pytest.raises(ValueError, match="optimizer"):
         sr.train_online(snap, readout, sr.SGD([readout.params], lr=0.1), xs, ys)

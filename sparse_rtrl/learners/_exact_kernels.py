@@ -6,11 +6,14 @@ numbers). ``plan`` is an ``exact.RTRLPlan``, ``seg`` the cell's ``Segments``,
 ``window`` a ``exact.WindowArrays``.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 from numba import prange, uint64
 
 from .._jit import njit, parallel_njit
-from ._base_kernels import gate_credit
+from ._base_kernels import form_dynamics, gate_credit, take_grad
+from ._loop_kernels import loop_hooks
 
 
 @njit
@@ -183,3 +186,126 @@ def bptt_window_par(seg, window, t_stop, delta, scratch, u, acc):
     """``bptt_window`` with the streams spread over the cores (same result)."""
     for b in prange(delta.shape[0]):
         _bptt_window_stream(b, seg, window, t_stop, delta, scratch, u, acc)
+
+
+# -- the compiled online loop (``_loop_kernels``) ---------------------------------------------
+
+
+class RTRLLoop(NamedTuple):
+    """What the compiled loop reads and writes of RTRL: the influence and its double buffer, D's values and
+    the plans (``flip[0]`` odd: the current influence is in ``J_new``, as after an odd number of swaps)."""
+
+    plan: tuple
+    dyn_plan: tuple
+    dyn: np.ndarray
+    coef: np.ndarray
+    presyn: np.ndarray
+    J: np.ndarray
+    J_new: np.ndarray
+    dense: np.ndarray
+    flip: np.ndarray
+
+
+@njit
+def _rtrl_after_step(parts, theta, state, coef, dloc, presyn, draws):
+    form_dynamics(theta, coef, dloc, parts.dyn_plan, parts.dyn)
+
+
+@njit
+def _rtrl_backward(parts, theta, credit, acc):
+    if parts.flip[0] == 0:
+        rtrl_update(parts.plan, parts.dyn, parts.coef, parts.presyn, parts.J, parts.J_new, credit, acc, True,
+                    parts.dense)
+    else:
+        rtrl_update(parts.plan, parts.dyn, parts.coef, parts.presyn, parts.J_new, parts.J, credit, acc, True,
+                    parts.dense)
+    parts.flip[0] ^= 1
+
+
+loop_hooks(RTRLLoop, after_step=_rtrl_after_step, backward=_rtrl_backward)
+
+
+class WindowLoop(NamedTuple):
+    """What the compiled loop reads and writes of a BPTT window: TBPTT, and BPTT with room made for the
+    steps ahead (never full inside the loop). ``counts`` holds the window's ``steps``, ``credit_end`` and
+    ``n_copies``; ``acc`` is the learner's accumulator, which a full window is back-propagated into."""
+
+    seg: tuple
+    window: tuple
+    delta: np.ndarray
+    scratch: np.ndarray
+    gate_work: np.ndarray
+    counts: np.ndarray
+    n_rec: np.int64
+    acc: np.ndarray
+
+
+@njit
+def _window_flush(parts):
+    """``Window.flush``: back-propagate the stored credits into the accumulator."""
+    end = parts.counts[1]
+    if end == 0:
+        return
+    bptt_window(parts.seg, parts.window, end, parts.delta, parts.scratch, parts.gate_work, parts.acc)
+    c = parts.window.c
+    for t in range(end):
+        for b in range(c.shape[1]):
+            for k in range(c.shape[2]):
+                c[t, b, k] = 0.0
+    parts.counts[1] = 0
+
+
+@njit
+def _window_prepare(parts, theta):
+    """``Window.restart`` when the window is full."""
+    counts = parts.counts
+    if counts[0] == parts.window.coef.shape[0]:
+        _window_flush(parts)
+        counts[0] = 0
+        n_copies = counts[2]
+        if n_copies > 1:
+            hist = parts.window.theta
+            for p in range(hist.shape[1]):
+                hist[0, p] = hist[n_copies - 1, p]
+            counts[2] = 1
+
+
+@njit
+def _window_buffers(parts, coef, dloc, presyn):
+    w = parts.counts[0]
+    return parts.window.coef[w], parts.window.dloc[w], parts.window.z[w]
+
+
+@njit
+def _window_after_step(parts, theta, state, coef, dloc, presyn, draws):
+    """``Window.step_taken``."""
+    counts = parts.counts
+    w = counts[0]
+    counts[2] = snapshot_if_changed(theta, parts.n_rec, parts.window.theta, counts[2])
+    parts.window.theta_idx[w] = counts[2] - 1
+    c = parts.window.c
+    for b in range(c.shape[1]):
+        for k in range(c.shape[2]):
+            c[w, b, k] = 0.0
+    counts[0] = w + 1
+
+
+@njit
+def _window_backward(parts, theta, credit, acc):
+    """``Window.add_credit``."""
+    w = parts.counts[0] - 1
+    c = parts.window.c
+    for b in range(c.shape[1]):
+        for k in range(c.shape[2]):
+            c[w, b, k] += credit[b, k]
+    parts.counts[1] = parts.counts[0]
+
+
+@njit
+def _window_grad(parts, theta, acc, out):
+    _window_flush(parts)
+    take_grad(acc, out)
+
+
+loop_hooks(WindowLoop, prepare=_window_prepare, buffers=_window_buffers, after_step=_window_after_step,
+           backward=_window_backward, grad=_window_grad)

@@ -16,9 +16,11 @@ that layout is updated by the per-parameter trace kernel
 
 import numpy as np
 
-from numba import prange, uint64
+from numba import prange, types, uint64
 
-from .._jit import njit, parallel_njit
+from .._jit import njit, overload, parallel_njit
+from ._base_kernels import form_dynamics, take_grad, trace_update
+from ._loop_kernels import loop_hooks
 
 
 @njit
@@ -361,3 +363,71 @@ def take_block_grad_par(acc, block_params, out):
     n_chunks = (out.shape[0] + chunk - 1) // chunk
     for c in prange(n_chunks):
         _take_block_range(acc, block_params, out, c * chunk, min(out.shape[0], (c + 1) * chunk))
+
+
+# -- the compiled online loop (``_loop_kernels``): SnAp and e-prop -----------------------------
+
+
+def snap_step(diagonal, snap, coef, presyn, credit, acc):
+    """The influence update with gradient accumulation, in the diagonal layout (SnAp-1 in
+    parameter order: the per-parameter trace kernel, decay ``D_ii``) or the block layout.
+
+    ``diagonal`` is ``True`` or ``None``: two types, so only one layout is
+    compiled into the loop. Both compiled behind a run-time flag made the
+    float32 loop 35% slower (32-unit vanilla RNN: 4.0 -> 5.4 us per step).
+    """
+    if diagonal is True:
+        trace_update(snap.seg, snap.dyn, snap.diag_entry, coef, presyn, credit, snap.J, acc, True)
+    else:
+        snap_update(snap.plan, snap.dyn, coef, presyn, credit, snap.J, snap.scratch, acc, True)
+
+
+@overload(snap_step)
+def _snap_step_impl(diagonal, snap, coef, presyn, credit, acc):
+    if isinstance(diagonal, types.Boolean):
+        def diag(diagonal, snap, coef, presyn, credit, acc):
+            trace_update(snap.seg, snap.dyn, snap.diag_entry, coef, presyn, credit, snap.J, acc, True)
+        return diag
+
+    def block(diagonal, snap, coef, presyn, credit, acc):
+        snap_update(snap.plan, snap.dyn, coef, presyn, credit, snap.J, snap.scratch, acc, True)
+    return block
+
+
+def snap_take_grad(diagonal, acc, block_params, out):
+    """The accumulator in parameter order (``diagonal`` as in ``snap_step``)."""
+    if diagonal is True:
+        take_grad(acc, out)
+    else:
+        take_block_grad(acc, block_params, out)
+
+
+@overload(snap_take_grad)
+def _snap_take_grad_impl(diagonal, acc, block_params, out):
+    if isinstance(diagonal, types.Boolean):
+        return lambda diagonal, acc, block_params, out: take_grad(acc, out)
+    return lambda diagonal, acc, block_params, out: take_block_grad(acc, block_params, out)
+
+
+@njit
+def _loop_after_step(parts, theta, state, coef, dloc, presyn, draws):
+    form_dynamics(theta, coef, dloc, parts.dyn_plan, parts.dyn)
+
+
+@njit
+def _loop_backward(parts, theta, credit, acc):
+    snap_step(parts.diagonal, parts, parts.coef, parts.presyn, credit, acc)
+
+
+@njit
+def _loop_grad(parts, theta, acc, out):
+    snap_take_grad(parts.diagonal, acc, parts.block_params, out)
+
+
+def _register():
+    from .snap import SnApKernelState
+
+    loop_hooks(SnApKernelState, after_step=_loop_after_step, backward=_loop_backward, grad=_loop_grad)
+
+
+_register()

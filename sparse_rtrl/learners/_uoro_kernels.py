@@ -1,11 +1,13 @@
 """Compiled kernels of UORO, batched like ``_base_kernels`` (``seg``: the cell's ``Segments``)."""
 
-import numpy as np
+from typing import NamedTuple
 
+import numpy as np
 from numba import prange
 
 from .._jit import njit, parallel_njit
 from ._base_kernels import dynamics_matvec, immediate_vjp
+from ._loop_kernels import loop_hooks
 
 
 @njit(math="gather")
@@ -76,3 +78,33 @@ def uoro_accumulate_par(u, theta, c, acc):
     """``uoro_accumulate`` with the streams spread over the cores (same result)."""
     for b in prange(u.shape[0]):
         _uoro_accumulate_stream(b, u, theta, c, acc)
+
+
+# -- the compiled online loop (``_loop_kernels``) ---------------------------------------------
+
+
+class UOROLoop(NamedTuple):
+    """What the compiled loop reads and writes of UORO (the step's uniforms come as the loop's draws)."""
+
+    seg: tuple
+    u: np.ndarray
+    theta: np.ndarray
+    nu: np.ndarray
+    nu_I: np.ndarray
+    Du: np.ndarray
+    gate_work: np.ndarray
+    eps: object
+
+
+@njit
+def _loop_after_step(parts, theta, state, coef, dloc, presyn, draws):
+    uoro_update(theta, coef, dloc, presyn, parts.seg, draws, parts.u, parts.theta, parts.nu, parts.nu_I, parts.Du,
+                parts.gate_work, parts.eps)
+
+
+@njit
+def _loop_backward(parts, theta, credit, acc):
+    uoro_accumulate(parts.u, parts.theta, credit, acc)
+
+
+loop_hooks(UOROLoop, after_step=_loop_after_step, backward=_loop_backward)

@@ -111,6 +111,8 @@ class Learner(Stateful, Registered):
     exact = False
     #: Whether ``forward`` needs the cell's Jacobian factors (``coef``, ``dloc``, ``presyn``).
     needs_jacobians: ClassVar[bool] = True
+    #: Whether the compiled loop runs this learner when it was built with ``parallel=True`` (on one core).
+    _loop_spreads: ClassVar[bool] = False
 
     #: Which attributes hold what, for ``memory()`` (dotted paths reach into helpers); the rest is workspace.
     _memory_parts: ClassVar[dict] = {}
@@ -280,10 +282,31 @@ class Learner(Stateful, Registered):
 
         return learner_spec(self)
 
-    def fused_parts(self):
-        """What the fused online loop (``training.fused``) needs to run this learner in compiled
-        code, or None when it runs step by step."""
+    # -- the compiled online loop (``training.fused``; hooks in ``_loop_kernels``) ---------------
+    def _loop_state(self, steps):
+        """The NamedTuple of arrays the compiled loop runs this learner on for ``steps`` steps (its class
+        registered with ``_loop_kernels.loop_hooks``), after settling anything pending; None: it runs
+        step by step."""
         return None
+
+    def _loop_obstacle(self):
+        """None when the compiled loop can run this learner, else why not (a sentence)."""
+        if type(self)._loop_state is Learner._loop_state:
+            return f"{self.name} has no compiled loop: it runs step by step"
+        if self._parallel and not self._loop_spreads:
+            return (f"{self.name} spreads its streams over the cores (parallel=True): it runs step by step, "
+                    f"where the work of a step dwarfs the calls")
+        return None
+
+    def _loop_draws(self):
+        """The random numbers one step draws, as ``(generator method, per stream, dtype)``, drawn from
+        ``self._rng`` in the order the step-by-step path draws them; None for a deterministic learner."""
+        return None
+
+    def _loop_done(self, parts, steps, pending):
+        """After the compiled loop ran ``steps`` steps on ``parts``: write back what Python keeps (the step
+        count; ``pending``: the last step's update still waits for its credit, the loop stopped on a bad loss)."""
+        self.n_steps += steps
 
     def memory(self) -> dict:
         """Bytes held by the learner, by part.

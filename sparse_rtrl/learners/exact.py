@@ -93,6 +93,19 @@ class RTRL(Learner, key="rtrl"):
     def _backward(self, c):
         self._deferred.credit(c)
 
+    def _loop_state(self, steps):
+        from ._exact_kernels import RTRLLoop
+
+        self._deferred.settle()
+        return RTRLLoop(self._plan, self._dynamics.plan, self._dynamics.values, self._coef, self._presyn, self._J,
+                        self._J_new, self._D_dense, np.zeros(1, np.int64))
+
+    def _loop_done(self, parts, steps, pending):
+        super()._loop_done(parts, steps, pending)
+        if parts.flip[0]:
+            self._J, self._J_new = self._J_new, self._J
+        self._deferred.pending = pending
+
     def influence(self):
         """The influence matrix ``J_t``: (S, P), or (B, S, P) when batched (a copy)."""
         self._deferred.settle()
@@ -175,12 +188,24 @@ class Window(Part):
             self.theta[0] = self.theta[self.n_copies - 1]
             self.n_copies = 1
 
-    def grow(self):
-        """Double the window's room, keeping what it holds (amortised O(1) per step)."""
+    def grow(self, capacity=None):
+        """Double the window's room (or make it ``capacity``), keeping what it holds (amortised O(1) per step)."""
         old = self.arrays
-        self.allocate(2 * self.steps)
+        self.allocate(capacity or 2 * self.steps)
         for new, prev in zip(self.arrays, old):
             new[:prev.shape[0]] = prev
+
+    def loop_state(self):
+        """The window as the compiled loop runs it (``_exact_kernels.WindowLoop``)."""
+        from ._exact_kernels import WindowLoop
+
+        lrn = self._learner
+        counts = np.array([self.steps, self.credit_end, self.n_copies], np.int64)
+        return WindowLoop(lrn.cell.structure.segments, self.arrays, self.delta, self.scratch, self.gate_work, counts,
+                          np.int64(lrn.cell.structure.n_rec_params), lrn._acc)
+
+    def loop_done(self, parts):
+        self.steps, self.credit_end, self.n_copies = (int(v) for v in parts.counts)
 
     @property
     def full(self):
@@ -299,6 +324,13 @@ class TBPTT(Learner, key="tbptt"):
     def _state_problems(self, state):
         return super()._state_problems(state) + self._window.problems(state)
 
+    def _loop_state(self, steps):
+        return self._window.loop_state()
+
+    def _loop_done(self, parts, steps, pending):
+        super()._loop_done(parts, steps, pending)
+        self._window.loop_done(parts)
+
     def exact_for(self, n_steps):
         return self.truncation >= n_steps
 
@@ -354,6 +386,21 @@ class BPTT(Learner, key="bptt"):
 
     def _state_problems(self, state):
         return super()._state_problems(state) + self._window.problems(state)
+
+    def _loop_state(self, steps):
+        # Room for every step ahead (the loop cannot grow the window), by doubling as the steps would.
+        w = self._window
+        need = w.steps + steps
+        if need > w.capacity:
+            cap = w.capacity
+            while cap < need:
+                cap *= 2
+            w.grow(cap)
+        return w.loop_state()
+
+    def _loop_done(self, parts, steps, pending):
+        super()._loop_done(parts, steps, pending)
+        self._window.loop_done(parts)
 
     def exact_for(self, n_steps):
         return True

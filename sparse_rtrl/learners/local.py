@@ -435,8 +435,13 @@ class EProp(Learner, key="eprop"):
     def _grad(self):
         return self._core.grad()
 
-    def fused_parts(self):
-        return self._core
+    _loop_spreads = True  # the compiled loop runs SnAp's kernels on one core (same numbers)
+
+    def _loop_state(self, steps):
+        return self._core.kernel_state()
+
+    def _loop_done(self, parts, steps, pending):
+        self._core.loop_done(steps, pending)
 
     @property
     def mask_size(self):

@@ -38,6 +38,11 @@ class ReadoutOnly(Learner, key="readout_only"):
     def _backward(self, c):
         pass  # no influence, no trace: the credit has nowhere to go
 
+    def _loop_state(self, steps):
+        from ._loop_kernels import NoLearning
+
+        return NoLearning(self._acc)
+
     @property
     def name(self):
         return "readout only"

@@ -49,7 +49,7 @@ class SnApLayout(NamedTuple):
 
 
 class SnApKernelState(NamedTuple):
-    """What the fused online loop reads and writes of a SnAp core (see ``training.fused``)."""
+    """What the compiled online loop reads and writes of a SnAp core (hooks in ``_snap_kernels``)."""
 
     diagonal: object  # True (the diagonal layout) or None (blocks): a type, chosen at compile time
     seg: Segments
@@ -60,6 +60,8 @@ class SnApKernelState(NamedTuple):
     dyn: np.ndarray
     J: np.ndarray
     scratch: np.ndarray
+    coef: np.ndarray
+    presyn: np.ndarray
 
 
 def snap_layout(structure, n_steps):
@@ -255,15 +257,17 @@ class SnApCore(Part):
         return out
 
     def kernel_state(self):
-        """The arrays the fused loop runs on (``SnApKernelState``); a pending update is applied first."""
+        """The arrays the compiled loop runs on (``SnApKernelState``); a pending update is applied first."""
+        from . import _snap_kernels  # noqa: F401  (registers the loop hooks of SnApKernelState)
+
         self.deferred.settle()
         lrn = self._learner
         return SnApKernelState(True if self.layout.diagonal else None, lrn.cell.structure.segments, self.diag_entry,
                                self.layout.plan, self.layout.block_params, self.dynamics.plan, self.dynamics.values,
-                               self.J, self.scratch)
+                               self.J, self.scratch, lrn._coef, lrn._presyn)
 
-    def fused_done(self, steps, pending):
-        """After the fused loop ran ``steps`` steps: the learner's step count, and whether the last
+    def loop_done(self, steps, pending):
+        """After the compiled loop ran ``steps`` steps: the learner's step count, and whether the last
         step's update still waits for its credit (the loop stopped on a non-finite loss)."""
         self._learner.n_steps += steps
         self.deferred.pending = pending
@@ -376,8 +380,13 @@ class SnAp(Learner, key="snap"):
     def _grad(self):
         return self._core.grad()
 
-    def fused_parts(self):
-        return self._core
+    _loop_spreads = True  # the compiled loop runs SnAp's kernels on one core (same numbers)
+
+    def _loop_state(self, steps):
+        return self._core.kernel_state()
+
+    def _loop_done(self, parts, steps, pending):
+        self._core.loop_done(steps, pending)
 
     @property
     def mask_size(self):

@@ -70,3 +70,12 @@ class UORO(Learner, key="uoro"):
 
     def _backward(self, c):
         self._accumulate(self._u, self._theta, c, self._acc)
+
+    def _loop_state(self, steps):
+        from ._uoro_kernels import UOROLoop
+
+        return UOROLoop(self.cell.structure.segments, self._u, self._theta, self._nu, self._nu_I, self._Du,
+                        self._gate_work, self.cell.dtype.type(self.eps))
+
+    def _loop_draws(self):
+        return "random", self.cell.n_state, np.float64

@@ -1,52 +1,84 @@
-"""The fused online loop, from Python: when it applies, and how a learner, readout and optimiser enter it.
+"""The compiled online loop, from Python: when it applies, and how a learner, readout and optimiser enter it.
 
-``train_online`` runs here whenever it can: a learner with a SnAp core (SnAp,
-e-prop) on a built-in cell, with the linear readout and SGD or Adam (with a
-built-in schedule or none, with or without weight decay). The
-compiled loop (``_fused_kernels.fused_snap``) removes the Python call overhead
-that dominates small networks and gives the step-by-step path's numbers.
+``train_online`` runs here whenever it can: a learner with a compiled loop
+(``Learner._loop_state``; every built-in learner has one) on a built-in
+cell, with the linear readout and SGD or Adam (with a built-in schedule or
+none, with or without weight decay). The compiled loop
+(``_fused_kernels.fused_loop``) removes the Python call overhead that
+dominates small networks and gives the step-by-step path's numbers.
 """
 
 import numpy as np
 
+#: Random numbers drawn ahead per call of the compiled loop, at most (the loop runs in chunks below it).
+MAX_DRAWS = 1 << 22
+
 
 def fused_obstacle(learner, readout, optimizer):
-    """None when the fused loop can run these, else why not (a sentence)."""
+    """None when the compiled loop can run these, else why not (a sentence)."""
     from .._cell_kernels import built_in
     from .optim import Optimizer
     from .readouts import LinearReadout
 
-    if learner.fused_parts() is None:
-        return f"the fused loop runs the learners with a SnAp core (SnAp, e-prop); {learner.name} runs step by step"
+    reason = learner._loop_obstacle()
+    if reason is not None:
+        return reason
     if not built_in(learner.cell.kernel_args):
-        return f"the fused loop knows the built-in cell kernels, not that of {type(learner.cell).__name__}"
+        return f"the compiled loop knows the built-in cell kernels, not that of {type(learner.cell).__name__}"
     if type(readout).kernel_args is not LinearReadout.kernel_args:
-        return f"the fused loop knows the linear readout, not {type(readout).__name__}"
+        return f"the compiled loop knows the linear readout, not {type(readout).__name__}"
     if type(optimizer).kernel_args is Optimizer.kernel_args:
-        return f"the fused loop knows SGD and Adam, not {type(optimizer).__name__}"
+        return f"the compiled loop knows SGD and Adam, not {type(optimizer).__name__}"
     if optimizer.schedule is not None and not optimizer.schedule.compiled:
-        return f"the fused loop knows the built-in schedules, not {type(optimizer.schedule).__name__}"
+        return f"the compiled loop knows the built-in schedules, not {type(optimizer.schedule).__name__}"
     return None
 
 
 def train_fused(learner, readout, optimizer, xs, ys_f, ys_i, update_every):
-    """Run the fused loop; returns the losses, or raises ``DivergenceError`` as ``train_online`` does."""
-    from ._fused_kernels import fused_snap
+    """Run the compiled loop; returns the losses, or raises ``DivergenceError`` as ``train_online`` does."""
     from .online import DivergenceError
 
+    T = xs.shape[0]
+    losses = np.empty(T)
+    draw = learner._loop_draws()
+    per_step = xs.shape[1] * (draw[1] if draw is not None else 0)
+    chunk = max(1, MAX_DRAWS // per_step) if per_step else max(T, 1)
+    for lo in range(0, T, chunk):
+        hi = min(T, lo + chunk)
+        bad = _run(learner, readout, optimizer, xs[lo:hi], ys_f[lo:hi], ys_i[lo:hi], update_every, losses[lo:hi],
+                   draw)
+        if bad >= 0:
+            what = "loss" if not np.isfinite(losses[lo + bad]) else "gradient"
+            step = lo + bad
+            raise DivergenceError(step, losses[: step if what == "loss" else step + 1].copy(), what=what)
+    return losses
+
+
+def _run(learner, readout, optimizer, xs, ys_f, ys_i, update_every, losses, draw):
+    """One call of the compiled loop over ``xs``; returns the bad step or -1 (state written back either way)."""
+    from ._fused_kernels import fused_loop
+
     cell = learner.cell
-    core = learner.fused_parts()
-    snap = core.kernel_state()
+    T, B = xs.shape[0], xs.shape[1]
+    if draw is None:
+        draws = np.empty((T, B, 0))
+    else:
+        method, k, dtype = draw
+        rng = learner._rng
+        saved = rng.bit_generator.state
+        draws = np.empty((T, B, k), dtype)
+        getattr(rng, method)(out=draws)
+    parts = learner._loop_state(T)
     buffers = (learner._state, learner._next, learner._coef, learner._dloc, learner._presyn, learner._acc,
                np.empty(cell.n_params, cell.dtype))
     n_updates = np.array([optimizer.n_updates], dtype=np.int64)
-    losses = np.empty(xs.shape[0])
-    updates, bad = fused_snap(cell.kernel_args, cell.params, buffers, snap, readout.kernel_args(xs.shape[1]),
-                              optimizer.kernel_args(), n_updates, xs, ys_f, ys_i, np.int64(update_every), losses)
+    _, bad = fused_loop(cell.kernel_args, cell.params, buffers, parts, readout.kernel_args(B), optimizer.kernel_args(),
+                        n_updates, xs, ys_f, ys_i, draws, np.int64(update_every), learner.needs_jacobians, losses)
     optimizer.n_updates = int(n_updates[0])
-    steps = xs.shape[0] if bad < 0 else bad + 1
-    what = None if bad < 0 else ("loss" if not np.isfinite(losses[bad]) else "gradient")
-    core.fused_done(steps, pending=what == "loss")
-    if bad >= 0:
-        raise DivergenceError(int(bad), losses[: bad if what == "loss" else bad + 1].copy(), what=what)
-    return losses
+    steps = T if bad < 0 else bad + 1
+    pending = bad >= 0 and not np.isfinite(losses[bad])  # stopped between the step and its credit
+    if draw is not None and steps < T:  # the generator as the step-by-step path leaves it: steps draws, no more
+        rng.bit_generator.state = saved
+        getattr(rng, method)(out=np.empty((steps, B, k), dtype))
+    learner._loop_done(parts, steps, pending)
+    return bad

@@ -1,0 +1,158 @@
+"""The compiled online loop's view of a learner: five hooks, chosen by the type of the learner's loop state.
+
+A learner that the compiled loop (``training._fused_kernels.fused_loop``)
+can run returns a NamedTuple of its arrays from ``Learner._loop_state()``
+(one class per learner) and registers, with :func:`loop_hooks`, the
+compiled functions its Python life cycle calls each step:
+
+- ``prepare(parts, theta)``: ``_prepare_step`` (a full window is emptied);
+- ``buffers(parts, coef, dloc, presyn)``: ``_step_buffers``, where the cell
+  writes the step's factors (a window's next slot); returns the three arrays;
+- ``after_step(parts, theta, state, coef, dloc, presyn, draws)``:
+  ``_after_step``, with ``draws`` the step's random numbers, drawn in Python
+  before the loop from the learner's own generator (``_loop_draws``), one
+  row per stream, in the order the step-by-step path draws them;
+- ``backward(parts, theta, credit, acc)``: ``_backward``;
+- ``grad(parts, theta, acc, out)``: ``_grad`` into ``out`` (parameter order,
+  summed over streams), the accumulator cleared.
+
+The loop calls them in the order the step-by-step path does, each calling
+the kernels that path calls, so both give the same numbers bit for bit
+(``tests/test_loop.py`` checks every learner). Dispatch is by type, when the
+loop is compiled: each learner's loop is a separate specialisation holding
+only that learner's code.
+
+Every hook has a Python form (dispatching on ``type(parts)``), which is what
+runs under ``NUMBA_DISABLE_JIT=1``.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+
+from .._jit import njit, overload
+from ._base_kernels import take_grad
+
+_HOOKS = {}
+_NAMES = ("prepare", "buffers", "after_step", "backward", "grad")
+
+
+@njit
+def _no_prepare(parts, theta):
+    pass
+
+
+@njit
+def _same_buffers(parts, coef, dloc, presyn):
+    return coef, dloc, presyn
+
+
+@njit
+def _no_after_step(parts, theta, state, coef, dloc, presyn, draws):
+    pass
+
+
+@njit
+def _take_grad(parts, theta, acc, out):
+    take_grad(acc, out)
+
+
+class NoLearning(NamedTuple):
+    """The loop state of a learner that keeps nothing (``ReadoutOnly``): the credit goes nowhere."""
+
+    acc: np.ndarray
+
+
+@njit
+def _discard(parts, theta, credit, acc):
+    pass
+
+
+_DEFAULTS = {"prepare": _no_prepare, "buffers": _same_buffers, "after_step": _no_after_step, "grad": _take_grad}
+
+
+def loop_hooks(cls, *, backward, prepare=None, buffers=None, after_step=None, grad=None):
+    """Register the compiled hooks of the loop state ``cls`` (a NamedTuple class); returns ``cls``.
+
+    Each hook is an ``njit`` function with the signature in the module's
+    docstring; those not given do nothing (``buffers`` returns its
+    arguments, ``grad`` takes the accumulator in parameter order).
+    """
+    if cls in _HOOKS:
+        raise ValueError(f"loop hooks of {cls.__name__} are already registered")
+    given = {"prepare": prepare, "buffers": buffers, "after_step": after_step, "backward": backward, "grad": grad}
+    hooks = {name: fn if fn is not None else _DEFAULTS[name] for name, fn in given.items()}
+    _HOOKS[cls] = hooks
+    _register_overloads(cls, hooks)
+    return cls
+
+
+def _hook(parts, name):
+    try:
+        return _HOOKS[type(parts)][name].py_func
+    except KeyError:
+        raise TypeError(f"no loop hooks are registered for {type(parts).__name__}") from None
+
+
+def loop_prepare(parts, theta):
+    """The learner's ``prepare`` hook (see the module docstring)."""
+    return _hook(parts, "prepare")(parts, theta)
+
+
+def loop_buffers(parts, coef, dloc, presyn):
+    """The learner's ``buffers`` hook."""
+    return _hook(parts, "buffers")(parts, coef, dloc, presyn)
+
+
+def loop_after_step(parts, theta, state, coef, dloc, presyn, draws):
+    """The learner's ``after_step`` hook."""
+    return _hook(parts, "after_step")(parts, theta, state, coef, dloc, presyn, draws)
+
+
+def loop_backward(parts, theta, credit, acc):
+    """The learner's ``backward`` hook."""
+    return _hook(parts, "backward")(parts, theta, credit, acc)
+
+
+def loop_grad(parts, theta, acc, out):
+    """The learner's ``grad`` hook."""
+    return _hook(parts, "grad")(parts, theta, acc, out)
+
+
+def _is(parts, cls):
+    return getattr(parts, "instance_class", None) is cls
+
+
+def _register_overloads(cls, hooks):
+    # Each closure is compiled for one loop-state type only (its first argument), so numba's cache,
+    # which keys these closures on their signature, never confuses one learner's hook with another's.
+    prepare, buffers, after_step, backward, grad = (hooks[name] for name in _NAMES)
+
+    @overload(loop_prepare)
+    def _prepare(parts, theta):
+        if _is(parts, cls):
+            return lambda parts, theta: prepare(parts, theta)
+
+    @overload(loop_buffers)
+    def _buffers(parts, coef, dloc, presyn):
+        if _is(parts, cls):
+            return lambda parts, coef, dloc, presyn: buffers(parts, coef, dloc, presyn)
+
+    @overload(loop_after_step)
+    def _after_step(parts, theta, state, coef, dloc, presyn, draws):
+        if _is(parts, cls):
+            return lambda parts, theta, state, coef, dloc, presyn, draws: after_step(parts, theta, state, coef, dloc,
+                                                                                    presyn, draws)
+
+    @overload(loop_backward)
+    def _backward(parts, theta, credit, acc):
+        if _is(parts, cls):
+            return lambda parts, theta, credit, acc: backward(parts, theta, credit, acc)
+
+    @overload(loop_grad)
+    def _grad(parts, theta, acc, out):
+        if _is(parts, cls):
+            return lambda parts, theta, acc, out: grad(parts, theta, acc, out)
+
+
+loop_hooks(NoLearning, backward=_discard)
