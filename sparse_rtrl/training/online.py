@@ -1,11 +1,11 @@
 """Online training loops: a weight update every ``k`` steps, no stored history.
 
 :func:`train_online` drives a learner, a readout and an optimiser over a
-stream of inputs and targets. For learners with a SnAp core (SnAp, e-prop) it
-can run the whole loop in compiled code (``fused=True``, see ``fused.py``),
-which removes the Python call overhead that dominates small networks; the
-fused loop calls the same kernels in the same order as the step-by-step path
-and gives identical numbers.
+stream of inputs and targets. It runs the whole loop in compiled code
+(``fused=True``, see ``fused.py``) for every built-in learner on a built-in
+cell, which removes the Python call overhead that dominates small networks;
+the compiled loop calls the same kernels in the same order as the
+step-by-step path and gives identical numbers.
 """
 
 import numpy as np
@@ -88,8 +88,10 @@ def train_online(learner, readout, optimizer, inputs, targets, update_every: int
         Steps per update (1 is fully online). Gradient accumulated by a final
         partial block stays in the learner and readout for the next call.
     fused : bool or None
-        Run in compiled code. Default: whenever possible (a SnAp or e-prop
-        learner on a built-in cell). ``True`` raises if it is not possible.
+        Run in compiled code. Default: whenever possible (a built-in learner
+        on a built-in cell, the linear readout, SGD or Adam, on one core: a
+        learner built with ``parallel=True`` runs step by step). ``True``
+        raises if it is not possible, saying why.
 
     Returns
     -------
