@@ -89,9 +89,10 @@ def loop_hooks(cls, *, backward, prepare=None, buffers=None, after_step=None, gr
 
 def _hook(parts, name):
     try:
-        return _HOOKS[type(parts)][name].py_func
+        fn = _HOOKS[type(parts)][name]
     except KeyError:
         raise TypeError(f"no loop hooks are registered for {type(parts).__name__}") from None
+    return getattr(fn, "py_func", fn)  # under NUMBA_DISABLE_JIT=1, njit returns the function itself
 
 
 def loop_prepare(parts, theta):
