@@ -16,11 +16,15 @@ from the learner's generator); a draw ``< 0.5`` is the sign ``+1``, any
 other ``-1``.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
 from numba import prange, uint64
 
 from .._jit import njit, parallel_njit
+from ._base_kernels import form_dynamics
+from ._loop_kernels import loop_hooks
 
 # Rounding must not depend on where a stream body is compiled: each one is
 # compiled more than once (a signed index under ``range``, an unsigned one
@@ -288,3 +292,67 @@ def rkf_accumulate_par(seg, A, B, c, u, acc):
     """``rkf_accumulate`` with the streams spread over the cores (same result)."""
     for b in prange(A.shape[0]):
         _rkf_accumulate_stream(b, seg, A, B, c, u, acc)
+
+
+# -- the compiled online loop (``_loop_kernels``) ---------------------------------------------
+
+
+class KFLoop(NamedTuple):
+    """What the compiled loop reads and writes of KF-RTRL: D's pattern, plan and values, the factors and their
+    work arrays (the step's uniforms come as the loop's draws)."""
+
+    dyn_ptr: np.ndarray
+    dyn_idx: np.ndarray
+    dyn_plan: tuple
+    dyn: np.ndarray
+    A: np.ndarray
+    B: np.ndarray
+    DB: np.ndarray
+    dense: np.ndarray
+    seg: tuple
+    u: np.ndarray
+    eps: object
+
+
+class RKFLoop(NamedTuple):
+    """What the compiled loop reads and writes of reverse KF-RTRL (the fields of ``KFLoop``)."""
+
+    dyn_ptr: np.ndarray
+    dyn_idx: np.ndarray
+    dyn_plan: tuple
+    dyn: np.ndarray
+    A: np.ndarray
+    B: np.ndarray
+    DB: np.ndarray
+    dense: np.ndarray
+    seg: tuple
+    u: np.ndarray
+    eps: object
+
+
+@njit
+def _kf_after_step(parts, theta, state, coef, dloc, presyn, draws):
+    form_dynamics(theta, coef, dloc, parts.dyn_plan, parts.dyn)
+    kf_update(parts.dyn_ptr, parts.dyn_idx, parts.dyn, coef, presyn, draws, parts.A, parts.B, parts.DB, parts.eps,
+              parts.dense)
+
+
+@njit
+def _kf_backward(parts, theta, credit, acc):
+    kf_accumulate(parts.seg, parts.A, parts.B, credit, parts.u, acc)
+
+
+@njit
+def _rkf_after_step(parts, theta, state, coef, dloc, presyn, draws):
+    form_dynamics(theta, coef, dloc, parts.dyn_plan, parts.dyn)
+    rkf_update(parts.dyn_ptr, parts.dyn_idx, parts.dyn, coef, presyn, draws, parts.A, parts.B, parts.DB, parts.eps,
+               parts.dense)
+
+
+@njit
+def _rkf_backward(parts, theta, credit, acc):
+    rkf_accumulate(parts.seg, parts.A, parts.B, credit, parts.u, acc)
+
+
+loop_hooks(KFLoop, after_step=_kf_after_step, backward=_kf_backward)
+loop_hooks(RKFLoop, after_step=_rkf_after_step, backward=_rkf_backward)

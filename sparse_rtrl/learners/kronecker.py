@@ -71,6 +71,10 @@ class _Kronecker(Learner):
     def _factor_shapes(self):
         raise NotImplementedError
 
+    def _loop_class(self):
+        """The NamedTuple class of this learner's loop state (in ``_kronecker_kernels``)."""
+        raise NotImplementedError
+
     def _n_draws(self):
         raise NotImplementedError
 
@@ -112,6 +116,15 @@ class _Kronecker(Learner):
 
     def _backward(self, c):
         self._accumulate(self.cell.structure.segments, self._A, self._Bf, c, self._credit, self._acc)
+
+    def _loop_state(self, steps):
+        st = self.cell.structure
+        return self._loop_class()(st.dynamics.indptr, st.dynamics.indices, self._dynamics.plan,
+                                  self._dynamics.values, self._A, self._Bf, self._DB, self._D_dense, st.segments,
+                                  self._credit, self._eps)
+
+    def _loop_draws(self):
+        return "random", self._n_draws(), np.float64
 
     def factors(self):
         """The current factors ``(A, B)`` (copies): unbatched ``A`` is 1-D and ``B`` 2-D;
@@ -188,6 +201,11 @@ class KFRTRL(_Kronecker, key="kfrtrl"):
         from . import _kronecker_kernels as k
 
         return self._pick(k.kf_update, k.kf_update_par), self._pick(k.kf_accumulate, k.kf_accumulate_par)
+
+    def _loop_class(self):
+        from ._kronecker_kernels import KFLoop
+
+        return KFLoop
 
     def _factor_shapes(self):
         st = self.cell.structure
@@ -271,6 +289,11 @@ class RKFRTRL(_Kronecker, key="rkfrtrl"):
         from . import _kronecker_kernels as k
 
         return self._pick(k.rkf_update, k.rkf_update_par), self._pick(k.rkf_accumulate, k.rkf_accumulate_par)
+
+    def _loop_class(self):
+        from ._kronecker_kernels import RKFLoop
+
+        return RKFLoop
 
     def _factor_shapes(self):
         st = self.cell.structure
