@@ -2,7 +2,10 @@
 
 Every learner of the library's table that has a compiled loop (all of them)
 is trained twice over the same stream, step by step and in compiled code,
-in two calls (so state carried between calls is compared too); losses,
+in two calls (so state carried between calls is compared too), the second
+in episodes (``resets``: the learner's sequence ended, the gradient left
+applied and the learner reset inside the call, as the trainer runs episodic
+tasks); losses,
 parameters, states, pending gradients, update counts and the learner's whole
 saved state must be equal, not close. Two settings per learner keep the
 compilation bounded: a vanilla cell in float64 with SGD and the squared
@@ -50,8 +53,11 @@ def _stream(setting, T):
 def _run(name, setting, fused):
     cell, learner, readout, optimizer = _build(name, setting)
     xs, ys = _stream(setting, 11)
+    resets = np.zeros(6, dtype=bool)
+    resets[[0, 3]] = True  # episodes of 3 steps: the first ends a partial update block when every = 2
     losses = [sr.train_online(learner, readout, optimizer, xs[:5], ys[:5], setting["every"], fused=fused),
-              sr.train_online(learner, readout, optimizer, xs[5:], ys[5:], setting["every"], fused=fused)]
+              sr.train_online(learner, readout, optimizer, xs[5:], ys[5:], setting["every"], fused=fused,
+                              resets=resets)]
     state = learner.state_dict()
     return dict(losses=np.concatenate(losses), cell=cell.params.copy(), readout=readout.params.copy(),
                 state=learner.state, n_steps=learner.n_steps, updates=optimizer.n_updates,

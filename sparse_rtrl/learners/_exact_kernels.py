@@ -13,7 +13,7 @@ from numba import prange, uint64
 
 from .._jit import njit, parallel_njit
 from ._base_kernels import form_dynamics, gate_credit, take_grad
-from ._loop_kernels import loop_hooks
+from ._loop_kernels import loop_hooks, zero
 
 
 @njit
@@ -222,7 +222,12 @@ def _rtrl_backward(parts, theta, credit, acc):
     parts.flip[0] ^= 1
 
 
-loop_hooks(RTRLLoop, after_step=_rtrl_after_step, backward=_rtrl_backward)
+@njit
+def _rtrl_reset(parts):
+    zero(parts.J if parts.flip[0] == 0 else parts.J_new)
+
+
+loop_hooks(RTRLLoop, after_step=_rtrl_after_step, backward=_rtrl_backward, reset=_rtrl_reset)
 
 
 class WindowLoop(NamedTuple):
@@ -307,5 +312,14 @@ def _window_grad(parts, theta, acc, out):
     take_grad(acc, out)
 
 
+@njit
+def _window_reset(parts):
+    """``Window.reset``."""
+    parts.counts[0] = 0
+    parts.counts[1] = 0
+    parts.counts[2] = 0
+    zero(parts.window.c)
+
+
 loop_hooks(WindowLoop, prepare=_window_prepare, buffers=_window_buffers, after_step=_window_after_step,
-           backward=_window_backward, grad=_window_grad)
+           backward=_window_backward, grad=_window_grad, reset=_window_reset)

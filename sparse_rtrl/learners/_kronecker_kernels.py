@@ -24,7 +24,7 @@ from numba import prange, uint64
 
 from .._jit import njit, parallel_njit
 from ._base_kernels import form_dynamics
-from ._loop_kernels import loop_hooks
+from ._loop_kernels import loop_hooks, zero
 
 # Rounding must not depend on where a stream body is compiled: each one is
 # compiled more than once (a signed index under ``range``, an unsigned one
@@ -354,5 +354,11 @@ def _rkf_backward(parts, theta, credit, acc):
     rkf_accumulate(parts.seg, parts.A, parts.B, credit, parts.u, acc)
 
 
-loop_hooks(KFLoop, after_step=_kf_after_step, backward=_kf_backward)
-loop_hooks(RKFLoop, after_step=_rkf_after_step, backward=_rkf_backward)
+@njit
+def _factors_reset(parts):
+    zero(parts.A)
+    zero(parts.B)
+
+
+loop_hooks(KFLoop, after_step=_kf_after_step, backward=_kf_backward, reset=_factors_reset)
+loop_hooks(RKFLoop, after_step=_rkf_after_step, backward=_rkf_backward, reset=_factors_reset)

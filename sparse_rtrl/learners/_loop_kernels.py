@@ -14,7 +14,13 @@ compiled functions its Python life cycle calls each step:
   row per stream, in the order the step-by-step path draws them;
 - ``backward(parts, theta, credit, acc)``: ``_backward``;
 - ``grad(parts, theta, acc, out)``: ``_grad`` into ``out`` (parameter order,
-  summed over streams), the accumulator cleared.
+  summed over streams), the accumulator cleared;
+- ``end_sequence(parts, theta, acc)``: ``end_sequence`` (an episode ends:
+  emit what is held back); returns whether that may have added to ``acc``;
+- ``reset(parts)``: ``_reset`` (a new episode: zero the influence, traces,
+  window; the loop zeroes the state and the accumulator itself).
+
+The last two let one call of the loop run many episodes of a task.
 
 The loop calls them in the order the step-by-step path does, each calling
 the kernels that path calls, so both give the same numbers bit for bit
@@ -34,7 +40,7 @@ from .._jit import njit, overload
 from ._base_kernels import take_grad
 
 _HOOKS = {}
-_NAMES = ("prepare", "buffers", "after_step", "backward", "grad")
+_NAMES = ("prepare", "buffers", "after_step", "backward", "grad", "end_sequence", "reset")
 
 
 @njit
@@ -57,6 +63,11 @@ def _take_grad(parts, theta, acc, out):
     take_grad(acc, out)
 
 
+@njit
+def _nothing_held(parts, theta, acc):
+    return False
+
+
 class NoLearning(NamedTuple):
     """The loop state of a learner that keeps nothing (``ReadoutOnly``): the credit goes nowhere."""
 
@@ -68,19 +79,28 @@ def _discard(parts, theta, credit, acc):
     pass
 
 
-_DEFAULTS = {"prepare": _no_prepare, "buffers": _same_buffers, "after_step": _no_after_step, "grad": _take_grad}
+@njit
+def _keeps_nothing(parts):
+    pass
 
 
-def loop_hooks(cls, *, backward, prepare=None, buffers=None, after_step=None, grad=None):
+_DEFAULTS = {"prepare": _no_prepare, "buffers": _same_buffers, "after_step": _no_after_step, "grad": _take_grad,
+             "end_sequence": _nothing_held}
+
+
+def loop_hooks(cls, *, backward, reset, prepare=None, buffers=None, after_step=None, grad=None, end_sequence=None):
     """Register the compiled hooks of the loop state ``cls`` (a NamedTuple class); returns ``cls``.
 
     Each hook is an ``njit`` function with the signature in the module's
-    docstring; those not given do nothing (``buffers`` returns its
-    arguments, ``grad`` takes the accumulator in parameter order).
+    docstring. ``backward`` and ``reset`` are required (a learner that keeps
+    nothing says so with a ``reset`` that does nothing); the others default
+    to doing nothing (``buffers`` returns its arguments, ``grad`` takes the
+    accumulator in parameter order, ``end_sequence`` holds nothing back).
     """
     if cls in _HOOKS:
         raise ValueError(f"loop hooks of {cls.__name__} are already registered")
-    given = {"prepare": prepare, "buffers": buffers, "after_step": after_step, "backward": backward, "grad": grad}
+    given = {"prepare": prepare, "buffers": buffers, "after_step": after_step, "backward": backward, "grad": grad,
+             "end_sequence": end_sequence, "reset": reset}
     hooks = {name: fn if fn is not None else _DEFAULTS[name] for name, fn in given.items()}
     _HOOKS[cls] = hooks
     _register_overloads(cls, hooks)
@@ -120,6 +140,16 @@ def loop_grad(parts, theta, acc, out):
     return _hook(parts, "grad")(parts, theta, acc, out)
 
 
+def loop_end_sequence(parts, theta, acc):
+    """The learner's ``end_sequence`` hook."""
+    return _hook(parts, "end_sequence")(parts, theta, acc)
+
+
+def loop_reset(parts):
+    """The learner's ``reset`` hook."""
+    return _hook(parts, "reset")(parts)
+
+
 def _is(parts, cls):
     return getattr(parts, "instance_class", None) is cls
 
@@ -127,7 +157,7 @@ def _is(parts, cls):
 def _register_overloads(cls, hooks):
     # Each closure is compiled for one loop-state type only (its first argument), so numba's cache,
     # which keys these closures on their signature, never confuses one learner's hook with another's.
-    prepare, buffers, after_step, backward, grad = (hooks[name] for name in _NAMES)
+    prepare, buffers, after_step, backward, grad, end_sequence, reset = (hooks[name] for name in _NAMES)
 
     @overload(loop_prepare)
     def _prepare(parts, theta):
@@ -155,5 +185,23 @@ def _register_overloads(cls, hooks):
         if _is(parts, cls):
             return lambda parts, theta, acc, out: grad(parts, theta, acc, out)
 
+    @overload(loop_end_sequence)
+    def _end_sequence(parts, theta, acc):
+        if _is(parts, cls):
+            return lambda parts, theta, acc: end_sequence(parts, theta, acc)
 
-loop_hooks(NoLearning, backward=_discard)
+    @overload(loop_reset)
+    def _reset(parts):
+        if _is(parts, cls):
+            return lambda parts: reset(parts)
+
+
+loop_hooks(NoLearning, backward=_discard, reset=_keeps_nothing)
+
+
+@njit
+def zero(a):
+    """Every entry of ``a`` (any dimensionality) set to 0, in a plain loop (see ``_jit``: no slice assignment)."""
+    flat = a.reshape(-1)
+    for i in range(flat.shape[0]):
+        flat[i] = 0.0

@@ -20,7 +20,7 @@ from numba import prange, types, uint64
 
 from .._jit import njit, overload, parallel_njit
 from ._base_kernels import form_dynamics, take_grad, trace_update
-from ._loop_kernels import loop_hooks
+from ._loop_kernels import loop_hooks, zero
 
 
 @njit
@@ -424,10 +424,16 @@ def _loop_grad(parts, theta, acc, out):
     snap_take_grad(parts.diagonal, acc, parts.block_params, out)
 
 
+@njit
+def _loop_reset(parts):
+    zero(parts.J)
+
+
 def _register():
     from .snap import SnApKernelState
 
-    loop_hooks(SnApKernelState, after_step=_loop_after_step, backward=_loop_backward, grad=_loop_grad)
+    loop_hooks(SnApKernelState, after_step=_loop_after_step, backward=_loop_backward, grad=_loop_grad,
+               reset=_loop_reset)
 
 
 _register()

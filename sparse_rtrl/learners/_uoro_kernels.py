@@ -7,7 +7,7 @@ from numba import prange
 
 from .._jit import njit, parallel_njit
 from ._base_kernels import dynamics_matvec, immediate_vjp
-from ._loop_kernels import loop_hooks
+from ._loop_kernels import loop_hooks, zero
 
 
 @njit(math="gather")
@@ -107,4 +107,10 @@ def _loop_backward(parts, theta, credit, acc):
     uoro_accumulate(parts.u, parts.theta, credit, acc)
 
 
-loop_hooks(UOROLoop, after_step=_loop_after_step, backward=_loop_backward)
+@njit
+def _loop_reset(parts):
+    zero(parts.u)
+    zero(parts.theta)
+
+
+loop_hooks(UOROLoop, after_step=_loop_after_step, backward=_loop_backward, reset=_loop_reset)

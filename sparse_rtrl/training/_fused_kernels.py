@@ -13,14 +13,38 @@ import numpy as np
 
 from .._cell_kernels import cell_step
 from .._jit import njit
-from ..learners._loop_kernels import loop_after_step, loop_backward, loop_buffers, loop_grad, loop_prepare
+from ..learners._loop_kernels import (loop_after_step, loop_backward, loop_buffers, loop_end_sequence, loop_grad,
+                                      loop_prepare, loop_reset, zero)
 from ._optim_kernels import optimizer_step, sum_squares
 from ._readout_kernels import readout_step, take_vector
 
 
+#: What stopped the loop: nothing, a loss, the gradient of an update, the gradient left at an episode's end.
+FINISHED, BAD_LOSS, BAD_GRADIENT, BAD_END = 0, 1, 2, 3
+
+
 @njit
-def fused_loop(cell_args, theta, buffers, parts, ro, opt, n_updates, xs, ys_f, ys_i, draws, update_every, jacobians,
-               losses):
+def _nonzero(a):
+    for i in range(a.shape[0]):
+        if a[i] != 0.0:  # NaN too, as np.any
+            return True
+    return False
+
+
+@njit
+def _update(opt, n_updates, theta, g_cell, r_params, g_read):
+    """The optimiser's step on both gradients; False (nothing changed) when they are not finite."""
+    total_sq = sum_squares(g_cell) + sum_squares(g_read)
+    if not np.isfinite(total_sq):
+        return False
+    n_updates[0] += 1
+    optimizer_step(opt, n_updates[0], total_sq, theta, g_cell, r_params, g_read)
+    return True
+
+
+@njit
+def fused_loop(cell_args, theta, buffers, parts, ro, opt, n_updates, xs, ys_f, ys_i, draws, resets, block,
+               update_every, jacobians, losses):
     """Run ``xs.shape[0]`` online steps of a learner entirely in compiled code.
 
     Each step: the learner's preparation, the cell's step and Jacobian factors
@@ -31,16 +55,36 @@ def fused_loop(cell_args, theta, buffers, parts, ro, opt, n_updates, xs, ys_f, y
     scheduled rate, after its weight decay). ``buffers`` is ``(state, next,
     coef, dloc, presyn, acc, grad)`` of the learner; ``n_updates`` a
     one-element array, the optimiser's update count; ``jacobians`` whether the
-    cell computes its Jacobian factors.
+    cell computes its Jacobian factors; ``block`` a one-element array, the
+    steps taken into the current block of ``update_every`` (0 at the start of
+    each ``train_online`` call and each episode).
 
-    Returns ``(updates, bad_step)``: optimiser steps taken, and the step at
-    which the loss (or the gradient about to be applied) stopped being
-    finite, or -1. On a bad step the loop stops before changing parameters.
+    Where ``resets[t]`` is true an episode ends before step ``t``, as the
+    trainer ends one: the learner's ``end_sequence``; when that emitted, or
+    updates come every ``update_every > 1`` steps, the gradient left is
+    applied (if any entry is nonzero); then the learner is reset (state,
+    accumulator and what it carries zeroed). So one call runs many episodes.
+
+    Returns ``(steps, what)``: the steps taken (the last one possibly without
+    its credit) and what stopped the loop (``FINISHED``, or ``BAD_LOSS`` /
+    ``BAD_GRADIENT`` at step ``steps - 1``, ``BAD_END`` before step
+    ``steps``). On a bad loss or gradient the loop stops before changing
+    parameters.
     """
     state, nxt, coef, dloc, presyn, acc, g_cell = buffers
     r_params, r_feedback, n_out, code, y, dy, credit, r_acc, g_read = ro
-    updates = 0
     for t in range(xs.shape[0]):
+        if resets[t]:
+            if loop_end_sequence(parts, theta, acc) or update_every > 1:
+                loop_grad(parts, theta, acc, g_cell)
+                take_vector(r_acc, g_read)
+                if _nonzero(g_cell) or _nonzero(g_read):
+                    if not _update(opt, n_updates, theta, g_cell, r_params, g_read):
+                        return t, BAD_END
+            zero(state)
+            zero(acc)
+            loop_reset(parts)
+            block[0] = 0
         loop_prepare(parts, theta)
         coef_t, dloc_t, presyn_t = loop_buffers(parts, coef, dloc, presyn)
         cell_step(cell_args, state, xs[t], nxt, coef_t, dloc_t, presyn_t, jacobians)
@@ -52,15 +96,13 @@ def fused_loop(cell_args, theta, buffers, parts, ro, opt, n_updates, xs, ys_f, y
         loop_after_step(parts, theta, state, coef_t, dloc_t, presyn_t, draws[t])
         losses[t] = readout_step(r_params, r_feedback, n_out, code, state, ys_f[t], ys_i[t], y, dy, credit, r_acc)
         if not np.isfinite(losses[t]):
-            return updates, t
+            return t + 1, BAD_LOSS
         loop_backward(parts, theta, credit, acc)
-        if (t + 1) % update_every == 0:
+        block[0] += 1
+        if block[0] == update_every:
+            block[0] = 0
             loop_grad(parts, theta, acc, g_cell)
             take_vector(r_acc, g_read)
-            total_sq = sum_squares(g_cell) + sum_squares(g_read)
-            if not np.isfinite(total_sq):
-                return updates, t
-            n_updates[0] += 1
-            optimizer_step(opt, n_updates[0], total_sq, theta, g_cell, r_params, g_read)
-            updates += 1
-    return updates, -1
+            if not _update(opt, n_updates, theta, g_cell, r_params, g_read):
+                return t + 1, BAD_GRADIENT
+    return xs.shape[0], FINISHED

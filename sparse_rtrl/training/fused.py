@@ -34,8 +34,9 @@ def fused_obstacle(learner, readout, optimizer):
     return None
 
 
-def train_fused(learner, readout, optimizer, xs, ys_f, ys_i, update_every):
+def train_fused(learner, readout, optimizer, xs, ys_f, ys_i, resets, update_every):
     """Run the compiled loop; returns the losses, or raises ``DivergenceError`` as ``train_online`` does."""
+    from ._fused_kernels import BAD_LOSS, FINISHED
     from .online import DivergenceError
 
     T = xs.shape[0]
@@ -43,20 +44,22 @@ def train_fused(learner, readout, optimizer, xs, ys_f, ys_i, update_every):
     draw = learner._loop_draws()
     per_step = xs.shape[1] * (draw[1] if draw is not None else 0)
     chunk = max(1, MAX_DRAWS // per_step) if per_step else max(T, 1)
+    block = np.zeros(1, np.int64)  # steps into the current update block, carried from chunk to chunk
     for lo in range(0, T, chunk):
         hi = min(T, lo + chunk)
-        bad = _run(learner, readout, optimizer, xs[lo:hi], ys_f[lo:hi], ys_i[lo:hi], update_every, losses[lo:hi],
-                   draw)
-        if bad >= 0:
-            what = "loss" if not np.isfinite(losses[lo + bad]) else "gradient"
-            step = lo + bad
-            raise DivergenceError(step, losses[: step if what == "loss" else step + 1].copy(), what=what)
+        steps, what = _run(learner, readout, optimizer, xs[lo:hi], ys_f[lo:hi], ys_i[lo:hi], resets[lo:hi], block,
+                           update_every, losses[lo:hi], draw)
+        if what != FINISHED:
+            # The bad step; for the gradient left at an episode's end, the last step before that end.
+            step = lo + steps - 1
+            kept = step if what == BAD_LOSS else step + 1
+            raise DivergenceError(step, losses[:kept].copy(), what="loss" if what == BAD_LOSS else "gradient")
     return losses
 
 
-def _run(learner, readout, optimizer, xs, ys_f, ys_i, update_every, losses, draw):
-    """One call of the compiled loop over ``xs``; returns the bad step or -1 (state written back either way)."""
-    from ._fused_kernels import fused_loop
+def _run(learner, readout, optimizer, xs, ys_f, ys_i, resets, block, update_every, losses, draw):
+    """One call of the compiled loop over ``xs``; returns ``(steps, what)`` (state written back either way)."""
+    from ._fused_kernels import BAD_LOSS, fused_loop
 
     cell = learner.cell
     T, B = xs.shape[0], xs.shape[1]
@@ -72,13 +75,16 @@ def _run(learner, readout, optimizer, xs, ys_f, ys_i, update_every, losses, draw
     buffers = (learner._state, learner._next, learner._coef, learner._dloc, learner._presyn, learner._acc,
                np.empty(cell.n_params, cell.dtype))
     n_updates = np.array([optimizer.n_updates], dtype=np.int64)
-    _, bad = fused_loop(cell.kernel_args, cell.params, buffers, parts, readout.kernel_args(B), optimizer.kernel_args(),
-                        n_updates, xs, ys_f, ys_i, draws, np.int64(update_every), learner.needs_jacobians, losses)
+    steps, what = fused_loop(cell.kernel_args, cell.params, buffers, parts, readout.kernel_args(B),
+                             optimizer.kernel_args(), n_updates, xs, ys_f, ys_i, draws, resets, block,
+                             np.int64(update_every), learner.needs_jacobians, losses)
     optimizer.n_updates = int(n_updates[0])
-    steps = T if bad < 0 else bad + 1
-    pending = bad >= 0 and not np.isfinite(losses[bad])  # stopped between the step and its credit
     if draw is not None and steps < T:  # the generator as the step-by-step path leaves it: steps draws, no more
         rng.bit_generator.state = saved
         getattr(rng, method)(out=np.empty((steps, B, k), dtype))
-    learner._loop_done(parts, steps, pending)
-    return bad
+    started = np.flatnonzero(resets[:steps])  # episodes begun (the learner reset) inside this call
+    if started.size:
+        learner.n_steps = 0
+    since = steps - (started[-1] if started.size else 0)
+    learner._loop_done(parts, since, pending=what == BAD_LOSS)  # a bad loss: the step waits for its credit
+    return steps, what

@@ -17,7 +17,7 @@ from .fused import fused_obstacle, train_fused
 from .optim import Optimizer
 from .readouts import LinearReadout
 
-__all__ = ["DivergenceError", "train_online"]
+__all__ = ["DivergenceError", "end_episode", "train_online"]
 
 
 class DivergenceError(FloatingPointError):
@@ -69,7 +69,7 @@ def _check_stream(learner, readout, inputs, targets):
 
 
 def train_online(learner, readout, optimizer, inputs, targets, update_every: int = 1,
-                 fused: bool = None) -> np.ndarray:
+                 fused: bool = None, resets=None) -> np.ndarray:
     """Train online over a stream: forward, loss, backward; an update every ``update_every`` steps.
 
     Parameters
@@ -87,6 +87,13 @@ def train_online(learner, readout, optimizer, inputs, targets, update_every: int
     update_every : int
         Steps per update (1 is fully online). Gradient accumulated by a final
         partial block stays in the learner and readout for the next call.
+    resets : array_like of bool, shape (T,), optional
+        Episodes in one call: where ``resets[t]`` is true, an episode ends
+        before step ``t`` (:func:`end_episode`: the learner's
+        ``end_sequence``, and the gradient left in a partial block, or
+        emitted, applied) and the learner is reset. Blocks of
+        ``update_every`` steps restart with each episode. The trainer runs
+        episodic tasks (copy) this way, many episodes per compiled call.
     fused : bool or None
         Run in compiled code. Default: whenever possible (a built-in learner
         on a built-in cell, the linear readout, SGD or Adam, on one core: a
@@ -118,22 +125,53 @@ def train_online(learner, readout, optimizer, inputs, targets, update_every: int
         raise ValueError("optimizer must be built over [learner.cell.params, readout.params], in that order")
     update_every = check_int(update_every, "update_every", minimum=1)
     xs, ys_f, ys_i = _check_stream(learner, readout, inputs, targets)
+    if resets is None:
+        resets = np.zeros(xs.shape[0], dtype=bool)
+    else:
+        resets = np.asarray(resets)
+        if resets.dtype != bool:
+            raise TypeError(f"resets must be an array of bools, got dtype {resets.dtype}")
+        if resets.shape != (xs.shape[0],):
+            raise ValueError(f"resets must have shape ({xs.shape[0]},) (one per step), got {resets.shape}")
     reason = fused_obstacle(learner, readout, optimizer)
     if fused is None:
         fused = reason is None
     elif fused and reason is not None:
         raise ValueError(f"fused=True is not possible here: {reason}")
     if fused:
-        return train_fused(learner, readout, optimizer, xs, ys_f, ys_i, update_every)
-    return _train_steps(learner, readout, optimizer, xs, ys_f, ys_i, update_every)
+        return train_fused(learner, readout, optimizer, xs, ys_f, ys_i, resets, update_every)
+    return _train_steps(learner, readout, optimizer, xs, ys_f, ys_i, resets, update_every)
 
 
-def _train_steps(learner, readout, optimizer, xs, ys_f, ys_i, update_every):
+def end_episode(learner, readout, optimizer, update_every):
+    """An episode ends: the learner's ``end_sequence``, then, when that emitted or updates come every
+    ``update_every > 1`` steps, the gradient left applied (if any entry is nonzero).
+
+    Raises ``FloatingPointError`` (from the optimiser, parameters unchanged)
+    when that gradient is not finite. The learner is not reset.
+    """
+    emitted = learner.end_sequence()
+    if update_every == 1 and not emitted:
+        return
+    grads = [learner.grad(), readout.grad()]
+    if any(np.any(g) for g in grads):
+        optimizer.step(grads)
+
+
+def _train_steps(learner, readout, optimizer, xs, ys_f, ys_i, resets, update_every):
     batched = learner.batch_size is not None
     real = LOSSES[readout.loss].targets == "real"
     T = xs.shape[0]
     losses = np.empty(T)
+    block = 0
     for t in range(T):
+        if resets[t]:
+            try:
+                end_episode(learner, readout, optimizer, update_every)
+            except FloatingPointError:
+                raise DivergenceError(t - 1, losses[:t].copy(), what="gradient") from None
+            learner.reset()
+            block = 0
         x = xs[t] if batched else xs[t, 0]
         target = (ys_f[t] if batched else ys_f[t, 0]) if real else (ys_i[t] if batched else ys_i[t, 0])
         s = learner.forward(x)
@@ -143,7 +181,9 @@ def _train_steps(learner, readout, optimizer, xs, ys_f, ys_i, update_every):
         if not np.isfinite(c).all():  # a finite loss can still overflow its gradient (float32)
             raise DivergenceError(t, losses[:t].copy(), what="gradient")
         learner.backward(c)
-        if (t + 1) % update_every == 0:
+        block += 1
+        if block == update_every:
+            block = 0
             grads = [learner.grad(), readout.grad()]
             try:
                 optimizer.step(grads)

@@ -255,6 +255,13 @@ class Task(Registered, abc.ABC):
         """Bookkeeping after training on ``seg``; a no-op except for :class:`Copy`'s curriculum."""
         self._check_losses(seg, losses)
 
+    def episodes_ahead(self):
+        """How many segments may be drawn before the losses of the first are recorded, with the same
+        segments as drawing each after recording the last: None when :meth:`record` never changes what
+        :meth:`segment` draws (every task but :class:`Copy`). The trainer runs that many episodes in one
+        call of the compiled loop."""
+        return None
+
     def score(self, seg, losses):
         """The task's metric on a segment the learner has been trained (or evaluated) on.
 
@@ -474,6 +481,25 @@ class Copy(Task, key="copy"):
         if can_grow and len(self._recent) == self.window and sum(self._recent) / self.window < self.threshold:
             self.length += 1
             self._recent = []
+
+    def episodes_ahead(self):
+        """How many episodes will certainly be drawn at the current length, whatever their losses.
+
+        The ``j``-th record can grow ``L`` only if the window is then full and
+        the losses it keeps from before (the new ones are >= 0) leave room
+        under ``threshold``; so episodes are safe up to the first ``j`` where
+        that is possible (at least one; None once ``L`` cannot grow).
+        """
+        if self.max_length is not None and self.length >= self.max_length:
+            return None
+        room = self.threshold * self.window * (1.0 + 1e-9)  # rounding of the sums: stay on the safe side
+        recent = self._recent
+        ahead = 1
+        while True:
+            held = len(recent) + ahead  # losses in the window after the record of episode `ahead`
+            if held >= self.window and sum(recent[held - self.window:]) < room:
+                return ahead
+            ahead += 1
 
     def held_out(self, seed):
         """A copy task at the current length (``start_length = length``) with another seed."""

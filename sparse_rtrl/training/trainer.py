@@ -32,12 +32,16 @@ from .. import registry
 from .._io import write_text
 from .._validate import check_float, check_int
 from . import checkpoint, runlog
-from .online import DivergenceError, train_online
+from .online import DivergenceError, end_episode, train_online
 from .runlog import plot_run, read_log  # noqa: F401  (part of the trainer's API)
 
 __all__ = ["RunConfig", "Trainer", "TrainingDiverged", "TrainingInterrupted", "plot_run", "read_log"]
 
 logger = logging.getLogger("sparse_rtrl")
+
+#: Steps of an episodic task run in one call of the compiled loop, at most (so that a signal or a
+#: progress line waits no longer than that).
+MAX_CALL_STEPS = 20000
 
 #: The layout of a run's checkpoint; 1 is the same layout with format-1 object records.
 FORMAT = 2
@@ -819,29 +823,28 @@ class Trainer:
                 if self.step < c.steps:
                     notice.start()
                 while self.step < c.steps:
-                    seg = self.task.segment()
-                    if seg.reset:
-                        self._end_episode()
-                        if self.model is None:
-                            self.learner.reset()
+                    segs = self._segments()
                     try:
-                        if self.model is None:
-                            losses = train_online(self.learner, self.readout, self.optimizer, seg.inputs,
-                                                  seg.targets, c.update_every)
+                        if self.model is not None:
+                            seg = segs[0]
+                            if seg.reset:
+                                self._end_episode()
+                            losses = [self._model_losses(seg, self.task, learn=True)]
                         else:
-                            losses = self._model_losses(seg, self.task, learn=True)
+                            losses = self._train(segs)
                     except DivergenceError as exc:
                         self._diverged(self.step + exc.step + 1, exc.what)
-                    T = seg.inputs.shape[0]
-                    self.task.record(seg, losses)
-                    self.step += T
-                    weight = self.task.score_weight(seg)
-                    if weight:
-                        last_score = float(self.task.score(seg, losses))
-                        self._window["score"] += last_score * weight
-                        self._window["steps"] += weight
-                    self._window["loss"] += float(np.sum(losses)) / (c.batch_size or 1)
-                    self._window["n"] += T
+                    for seg, seg_losses in zip(segs, losses):
+                        T = seg.inputs.shape[0]
+                        self.task.record(seg, seg_losses)
+                        self.step += T
+                        weight = self.task.score_weight(seg)
+                        if weight:
+                            last_score = float(self.task.score(seg, seg_losses))
+                            self._window["score"] += last_score * weight
+                            self._window["steps"] += weight
+                        self._window["loss"] += float(np.sum(seg_losses)) / (c.batch_size or 1)
+                        self._window["n"] += T
                     self.seconds = time.perf_counter() - started
                     if first:
                         notice.cancel()
@@ -865,6 +868,39 @@ class Trainer:
             logger.info("stopped at step %d: %s", self.step, self._stop_reason)
         return self._finish()
 
+    def _segments(self):
+        """The segments of the next call: one, or for an episodic task trained online, every episode up to
+        the next log, evaluation, checkpoint or the end (and no further than the task can draw ahead)."""
+        seg = self.task.segment()
+        if self.model is not None or not self.task.episodic:
+            return [seg]
+        segs = [seg]
+        ahead = self.task.episodes_ahead()
+        due = min([self.config.steps, self._next["log"], self._next["checkpoint"]]
+                  + ([self._next["eval"]] if self._next["eval"] is not None else []))
+        step = self.step + seg.inputs.shape[0]
+        while step < due and (ahead is None or len(segs) < ahead) and step - self.step < MAX_CALL_STEPS:
+            seg = self.task.segment()
+            segs.append(seg)
+            step += seg.inputs.shape[0]
+        return segs
+
+    def _train(self, segs):
+        """Train the learner online on ``segs`` (episodes when several) in one call; their losses."""
+        c = self.config
+        if segs[0].reset:
+            self._end_episode()
+            self.learner.reset()
+        if len(segs) == 1:
+            return [train_online(self.learner, self.readout, self.optimizer, segs[0].inputs, segs[0].targets,
+                                 c.update_every)]
+        lengths = [seg.inputs.shape[0] for seg in segs]
+        resets = np.zeros(sum(lengths), dtype=bool)
+        resets[np.cumsum(lengths[:-1])] = True
+        losses = train_online(self.learner, self.readout, self.optimizer, np.concatenate([s.inputs for s in segs]),
+                              np.concatenate([s.targets for s in segs]), c.update_every, resets=resets)
+        return np.split(losses, np.cumsum(lengths[:-1]))
+
     def _compiling_notice(self):
         text = "compiling kernels (first run only: they are cached on disk afterwards)..."
         if self.progress:
@@ -882,18 +918,15 @@ class Trainer:
         """End the learner's sequence and apply the gradient left in a partial block at an episode's end."""
         if self.step == 0:
             return
-        if self.model is not None:
-            grads = [self.model.grad()] if self.config.update_every > 1 else []
-        else:
-            emitted = self.learner.end_sequence()
-            if self.config.update_every == 1 and not emitted:
-                return
-            grads = [self.learner.grad(), self.readout.grad()]
-        if any(np.any(g) for g in grads):
-            try:
-                self.optimizer.step(grads)
-            except FloatingPointError:
-                self._diverged(self.step, "gradient")
+        try:
+            if self.model is not None:
+                grads = [self.model.grad()] if self.config.update_every > 1 else []
+                if any(np.any(g) for g in grads):
+                    self.optimizer.step(grads)
+            else:
+                end_episode(self.learner, self.readout, self.optimizer, self.config.update_every)
+        except FloatingPointError:
+            self._diverged(self.step, "gradient")
 
     def _boundary(self):
         c = self.config
