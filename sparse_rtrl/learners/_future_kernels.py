@@ -8,12 +8,19 @@ never allocate; the learners in ``future.py`` own the buffers.
 
 ``seg`` is the cell's ``Segments`` (row segments, presynaptic indices, gate
 touch, units, recurrent segments); ``window`` a ``future.FutureWindow``.
+
+The end of the module holds the learners' compiled-loop hooks
+(``_loop_kernels``): ``FutureLoop`` (F-BPTT) and ``DNILoop`` (DNI, DNIb).
 """
 
-from numba import prange
+from typing import NamedTuple
 
-from .._jit import njit, parallel_njit
-from ._base_kernels import dynamics_rmatvec, immediate_vjp
+import numpy as np
+from numba import prange, types
+
+from .._jit import njit, overload, parallel_njit
+from ._base_kernels import dynamics_rmatvec, immediate_vjp, take_grad
+from ._loop_kernels import loop_hooks
 
 
 @njit(math="gather")
@@ -268,3 +275,216 @@ def jacobian_train_par(jac, prev, state, lr, err):
         _transition_error_stream(b, jac, prev, state, err)
     for i in prange(jac.shape[0]):
         _descend_rows(i, i + 1, jac, err, prev, lr)
+
+
+# -- the compiled online loop (``_loop_kernels``) ---------------------------------------------
+
+
+class FutureLoop(NamedTuple):
+    """What the compiled loop reads and writes of F-BPTT. ``counts`` holds ``newest``, ``count``,
+    ``credit`` (the newest step holds credit not yet back-propagated: 0 or 1) and ``copy`` (the newest
+    weight copy), written back by ``FutureBPTT._loop_done``; ``acc`` is the learner's accumulator, which
+    a full window emits into when the next step is prepared."""
+
+    seg: tuple
+    window: tuple
+    v: np.ndarray
+    scratch: np.ndarray
+    gate_work: np.ndarray
+    counts: np.ndarray
+    n_rec: np.int64
+    acc: np.ndarray
+
+
+@njit
+def _future_prepare(parts, theta):
+    """``FutureBPTT._prepare_step``: the newest step's credit back-propagated, a full window's oldest
+    step emitted, and the next slot taken."""
+    counts = parts.counts
+    T = parts.window.delta.shape[0]
+    full = counts[1] == T
+    if counts[2] != 0 or full:
+        n_emit = np.int64(1) if full else np.int64(0)
+        fbptt_step(parts.seg, parts.window, counts[0], counts[1], counts[2] != 0, n_emit, parts.v, parts.scratch,
+                   parts.gate_work, parts.acc)
+        counts[2] = 0
+    if full:
+        counts[1] -= 1
+    counts[0] = (counts[0] + 1) % T
+
+
+@njit
+def _future_buffers(parts, coef, dloc, presyn):
+    w = parts.counts[0]
+    return parts.window.coef[w], parts.window.dloc[w], parts.window.z[w]
+
+
+@njit
+def _future_after_step(parts, theta, state, coef, dloc, presyn, draws):
+    """``FutureBPTT._after_step``: the step's recurrent weights (a copy when they changed)."""
+    counts = parts.counts
+    counts[3] = keep_recurrent(theta, parts.n_rec, parts.window.theta, counts[3])
+    parts.window.theta_idx[counts[0]] = counts[3]
+    counts[1] += 1
+
+
+@njit
+def _future_backward(parts, theta, credit, acc):
+    """``FutureBPTT._backward`` (never after a flush inside the loop: each step is prepared first)."""
+    counts = parts.counts
+    d = parts.window.delta
+    w = counts[0]
+    for b in range(d.shape[1]):
+        for k in range(d.shape[2]):
+            d[w, b, k] += credit[b, k]
+    counts[2] = 1
+
+
+loop_hooks(FutureLoop, prepare=_future_prepare, buffers=_future_buffers, after_step=_future_after_step,
+           backward=_future_backward)
+
+
+class DNILoop(NamedTuple):
+    """What the compiled loop reads and writes of DNI and DNIb.
+
+    ``counts`` holds ``n_steps`` (counted here, as the step-by-step path counts them when its kernels run),
+    the update count of ``A``, ``has_loss``, ``pending_chat`` and ``flip`` (odd: the features and the
+    previous features have swapped places, as after an odd number of swaps), written back by
+    ``DNI._loop_done``. ``learned`` is ``True`` (DNIb: ``Jhat`` is trained) or ``None`` (DNI: the step's
+    recurrent weights are kept), two types, so each loop holds only its own path. ``coef``, ``dloc`` and
+    ``presyn`` are the learner's per-step buffers (where the cell writes its factors).
+    """
+
+    seg: tuple
+    learned: object
+    exact: bool
+    A: np.ndarray
+    A_frozen: np.ndarray
+    J_hat: np.ndarray
+    feat: np.ndarray
+    feat_prev: np.ndarray
+    chat: np.ndarray
+    credit: np.ndarray
+    err: np.ndarray
+    jac_err: np.ndarray
+    v: np.ndarray
+    theta_step: np.ndarray
+    gate_work: np.ndarray
+    coef: np.ndarray
+    dloc: np.ndarray
+    presyn: np.ndarray
+    no_credit: np.ndarray
+    acc: np.ndarray
+    lr: object
+    jacobian_lr: object
+    n_hidden: np.int64
+    fix_interval: np.int64
+    counts: np.ndarray
+
+
+_N_STEPS, _N_UPDATES, _HAS_LOSS, _PENDING, _FLIP = range(5)
+
+
+@njit
+def _dni_pending_chat(parts):
+    """``chat_t^T I_t`` when it has not been emitted (``DNI._emit(no_credit, True)``)."""
+    counts = parts.counts
+    if counts[_PENDING] != 0:
+        dni_emit(parts.no_credit, parts.chat, True, parts.coef, parts.presyn, parts.seg, parts.v, parts.gate_work,
+                 parts.acc)
+        counts[_PENDING] = 0
+
+
+@njit
+def _dni_prepare(parts, theta):
+    """``DNI._prepare_step``: the pending emission, the update of ``A`` (and maybe ``A'``) on the previous
+    step's target, the features' swap and the credit zeroed."""
+    counts = parts.counts
+    _dni_pending_chat(parts)
+    if counts[_N_STEPS] >= 2:
+        if counts[_FLIP] == 0:
+            feat, prev = parts.feat, parts.feat_prev
+        else:
+            feat, prev = parts.feat_prev, parts.feat
+        dni_train(parts.exact, parts.theta_step, parts.coef, parts.dloc, parts.seg, parts.J_hat, parts.A,
+                  parts.A_frozen, parts.credit, feat, prev, parts.lr, parts.v, parts.gate_work, parts.err)
+        counts[_HAS_LOSS] = 1
+        counts[_N_UPDATES] += 1
+        if counts[_N_UPDATES] % parts.fix_interval == 0:
+            A, frozen = parts.A, parts.A_frozen
+            for i in range(A.shape[0]):
+                for j in range(A.shape[1]):
+                    frozen[i, j] = A[i, j]
+    counts[_FLIP] ^= 1
+    c = parts.credit
+    for b in range(c.shape[0]):
+        for k in range(c.shape[1]):
+            c[b, k] = 0.0
+
+
+def dni_model_step(learned, parts, theta, state, feat_prev):
+    """After the features: DNIb (``learned`` is ``True``) trains ``Jhat`` on the pair ``(s_{t-1}, s_t)``
+    from a sequence's second step on; DNI (``None``) keeps the recurrent weights the step ran with.
+
+    Two types, so only one path is compiled into a loop (see ``_snap_kernels.snap_step``).
+    """
+    if learned is True:
+        if parts.counts[_N_STEPS] >= 2:
+            jacobian_train(parts.J_hat, feat_prev, state, parts.jacobian_lr, parts.jac_err)
+    else:
+        keep = parts.theta_step
+        for p in range(keep.shape[0]):
+            keep[p] = theta[p]
+
+
+@overload(dni_model_step)
+def _dni_model_step_impl(learned, parts, theta, state, feat_prev):
+    if isinstance(learned, types.Boolean):
+        def train_jacobian(learned, parts, theta, state, feat_prev):
+            if parts.counts[_N_STEPS] >= 2:
+                jacobian_train(parts.J_hat, feat_prev, state, parts.jacobian_lr, parts.jac_err)
+        return train_jacobian
+
+    def keep_weights(learned, parts, theta, state, feat_prev):
+        keep = parts.theta_step
+        for p in range(keep.shape[0]):
+            keep[p] = theta[p]
+    return keep_weights
+
+
+@njit
+def _dni_after_step(parts, theta, state, coef, dloc, presyn, draws):
+    """``DNI._after_step`` (the step counted first, as ``Learner.forward`` counts it before)."""
+    counts = parts.counts
+    counts[_N_STEPS] += 1
+    if counts[_FLIP] == 0:
+        feat, prev = parts.feat, parts.feat_prev
+    else:
+        feat, prev = parts.feat_prev, parts.feat
+    dni_features(state, presyn, parts.n_hidden, parts.A, feat, parts.chat)
+    dni_model_step(parts.learned, parts, theta, state, prev)
+    counts[_PENDING] = 1
+
+
+@njit
+def _dni_backward(parts, theta, credit, acc):
+    """``DNI._backward``: the credit kept for the target, and emitted (with ``chat`` on the first call)."""
+    counts = parts.counts
+    c = parts.credit
+    for b in range(c.shape[0]):
+        for k in range(c.shape[1]):
+            c[b, k] += credit[b, k]
+    with_chat = counts[_PENDING] != 0
+    dni_emit(credit, parts.chat, with_chat, parts.coef, parts.presyn, parts.seg, parts.v, parts.gate_work, acc)
+    if with_chat:
+        counts[_PENDING] = 0
+
+
+@njit
+def _dni_grad(parts, theta, acc, out):
+    """``DNI._grad``: the pending emission, then the accumulator in parameter order."""
+    _dni_pending_chat(parts)
+    take_grad(acc, out)
+
+
+loop_hooks(DNILoop, prepare=_dni_prepare, after_step=_dni_after_step, backward=_dni_backward, grad=_dni_grad)

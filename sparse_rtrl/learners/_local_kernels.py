@@ -12,9 +12,15 @@ with ``prange``; both give identical numbers. They never validate and never
 allocate; the learners in ``local.py`` own the buffers.
 """
 
+from typing import NamedTuple
+
+import numpy as np
 from numba import prange
 
+from .._cell_kernels import cell_step
 from .._jit import njit, parallel_njit
+from ._base_kernels import trace_update
+from ._loop_kernels import loop_hooks
 
 
 # -- KeRNL: credit through the sensitivity, and the perturbed copy ------------------
@@ -145,3 +151,87 @@ def kernl_learn_par(A, gamma, err, omega, big_gamma, row, step):
     each row sums its streams in the same order)."""
     for i in prange(A.shape[0]):
         _kernl_learn_row(i, A, gamma, err, omega, big_gamma, row, step)
+
+
+# -- the compiled online loop (``_loop_kernels``): RFLO and KeRNL -----------------------------
+#
+# Inside the loop every step's credit arrives before the next step, so the deferred trace update
+# (``_UnitTrace._deferred``) always runs with its credit, in ``backward``: ``trace_update(..., True)``.
+# The learners settle a pending update before the loop and write back the flag after it.
+
+
+class RFLOLoop(NamedTuple):
+    """What the compiled loop reads and writes of RFLO: the traces, and the leak (a view of the loop's
+    ``dloc`` buffer, which the cell rewrites each step) as their decay."""
+
+    seg: tuple
+    leak: np.ndarray
+    units: np.ndarray
+    coef: np.ndarray
+    presyn: np.ndarray
+    trace: np.ndarray
+
+
+@njit
+def _rflo_backward(parts, theta, credit, acc):
+    trace_update(parts.seg, parts.leak, parts.units, parts.coef, parts.presyn, credit, parts.trace, acc, True)
+
+
+loop_hooks(RFLOLoop, backward=_rflo_backward)
+
+
+class KeRNLLoop(NamedTuple):
+    """What the compiled loop reads and writes of KeRNL: the traces, the perturbed copy (stepped with the
+    cell's ``kernel_args``) and its buffers, the sensitivity ``A`` and rates ``gamma`` with their
+    bookkeeping; ``learn`` is ``lr > 0``, ``step`` is ``lr / sigma**2`` in the cell's dtype. The step's
+    N(0, 1) numbers come as the loop's draws."""
+
+    seg: tuple
+    decay: np.ndarray
+    units: np.ndarray
+    coef: np.ndarray
+    presyn: np.ndarray
+    trace: np.ndarray
+    cell_args: tuple
+    x: np.ndarray
+    copy: np.ndarray
+    copy_next: np.ndarray
+    copy_coef: np.ndarray
+    copy_dloc: np.ndarray
+    copy_presyn: np.ndarray
+    sigma: float
+    gamma: np.ndarray
+    A: np.ndarray
+    omega: np.ndarray
+    big_gamma: np.ndarray
+    err: np.ndarray
+    row: np.ndarray
+    u: np.ndarray
+    learn: bool
+    step: object
+
+
+@njit
+def _kernl_after_step(parts, theta, state, coef, dloc, presyn, draws):
+    # The input of this step, as the cell stored it (plain loops: see ``_jit``).
+    x = parts.x
+    n = parts.copy.shape[1]
+    for b in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            x[b, j] = presyn[b, n + j]
+    # ``cell.advance`` with parallel=False and the Jacobian factors (its defaults here): the serial kernel.
+    cell_step(parts.cell_args, parts.copy, x, parts.copy_next, parts.copy_coef, parts.copy_dloc, parts.copy_presyn,
+              True)
+    kernl_perturb(state, parts.copy_next, draws, parts.sigma, parts.gamma, parts.A, parts.copy, parts.omega,
+                  parts.big_gamma, parts.decay, parts.err, parts.row)
+    if parts.learn:
+        kernl_learn(parts.A, parts.gamma, parts.err, parts.omega, parts.big_gamma, parts.row, parts.step)
+
+
+@njit
+def _kernl_backward(parts, theta, credit, acc):
+    unit_credit(credit, parts.A, parts.u)
+    trace_update(parts.seg, parts.decay, parts.units, parts.coef, parts.presyn, parts.u, parts.trace, acc, True)
+
+
+loop_hooks(KeRNLLoop, after_step=_kernl_after_step, backward=_kernl_backward)

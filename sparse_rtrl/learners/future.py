@@ -178,6 +178,20 @@ class FutureBPTT(Learner, key="fbptt"):
         self.flush()
         return True
 
+    def _loop_state(self, steps):
+        from ._future_kernels import FutureLoop
+
+        counts = np.array([self._newest, self._count, self._credit, self._copy], np.int64)
+        return FutureLoop(self.cell.structure.segments, self._window, self._v, self._scratch, self._gate_work,
+                          counts, np.int64(self.cell.structure.n_rec_params), self._acc)
+
+    def _loop_done(self, parts, steps, pending):
+        super()._loop_done(parts, steps, pending)
+        newest, count, credit, copy = (int(v) for v in parts.counts)
+        self._newest, self._count, self._credit, self._copy = newest, count, bool(credit), copy
+        if steps:
+            self._flushed = False  # every step's preparation clears it
+
     @property
     def pending_steps(self):
         """Steps stored whose gradient has not been emitted yet (at most ``T``)."""
@@ -407,6 +421,24 @@ class DNI(Learner, key="dni"):
         if self._pending_chat:
             self._emit(self._no_credit, True)
         return super()._grad()
+
+    def _loop_state(self, steps):
+        from ._future_kernels import DNILoop
+
+        st = self.cell.structure
+        counts = np.array([self.n_steps, self._n_updates, self._has_loss, self._pending_chat, 0], np.int64)
+        return DNILoop(st.segments, True if self._learned else None, not self._learned, self._A, self._A_frozen,
+                       self._J_hat, self._feat, self._feat_prev, self._chat, self._credit, self._err, self._jac_err,
+                       self._v, self._theta_step, self._gate_work, self._coef, self._dloc, self._presyn,
+                       self._no_credit, self._acc, self._lr, self._jacobian_lr, np.int64(st.n_hidden),
+                       np.int64(self.fix_interval), counts)
+
+    def _loop_done(self, parts, steps, pending):
+        super()._loop_done(parts, steps, pending)
+        _, n_updates, has_loss, pending_chat, flip = (int(v) for v in parts.counts)
+        self._n_updates, self._has_loss, self._pending_chat = n_updates, bool(has_loss), bool(pending_chat)
+        if flip:
+            self._feat, self._feat_prev = self._feat_prev, self._feat
 
     # -- the models -------------------------------------------------------------
     @staticmethod

@@ -93,6 +93,18 @@ class _UnitTrace(Learner):
     def _backward(self, c):
         self._deferred.credit(self._unit_credit(c))
 
+    def _loop_state(self, steps):
+        self._deferred.settle()
+        return self._loop_parts()
+
+    def _loop_parts(self):
+        """The learner's loop-state NamedTuple (``_local_kernels``); anything pending is settled."""
+        raise NotImplementedError
+
+    def _loop_done(self, parts, steps, pending):
+        super()._loop_done(parts, steps, pending)
+        self._deferred.pending = pending
+
     def traces(self):
         """The eligibility trace ``B``, one number per parameter: (P,), or (B, P) when batched (a copy)."""
         self._deferred.settle()
@@ -145,6 +157,12 @@ class RFLO(_UnitTrace, key="rflo"):
 
     def _unit_credit(self, c):
         return c
+
+    def _loop_parts(self):
+        from ._local_kernels import RFLOLoop
+
+        return RFLOLoop(self.cell.structure.segments, self._leak, self._units, self._coef, self._presyn,
+                        self._trace)
 
     @property
     def name(self):
@@ -337,6 +355,19 @@ class KeRNL(_UnitTrace, key="kernl"):
     def _unit_credit(self, c):
         self._credit_through_sensitivity(c, self._A, self._u)
         return self._u
+
+    def _loop_parts(self):
+        from ._local_kernels import KeRNLLoop
+
+        return KeRNLLoop(self.cell.structure.segments, self._decay, self._units, self._coef, self._presyn,
+                         self._trace, self.cell.kernel_args, self._x, self._copy, self._copy_next, self._copy_coef,
+                         self._copy_dloc, self._copy_presyn, float(self.sigma), self._gamma, self._A, self._omega,
+                         self._big_gamma, self._err, self._row, self._u, bool(self.lr > 0.0), self._step)
+
+    def _loop_draws(self):
+        # One N(0, 1) number per unit and stream each step, as ``_after_step`` draws them into ``_normal``
+        # (float64 whatever the cell's dtype). Drawn T steps at once they are the same numbers.
+        return "standard_normal", self.cell.n_hidden, self._normal.dtype
 
     @property
     def A(self):
