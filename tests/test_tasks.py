@@ -194,6 +194,29 @@ def test_copy_curriculum_follows_the_rule_on_a_fake_loss_stream(bits, window, st
     assert seen == curriculum_reference(bits, start, window, 0.15, max_length)
 
 
+@given(bits=st.lists(st.sampled_from([0.0, 0.05, 0.1, 0.14, 0.16, 0.3, 1.0]), min_size=1, max_size=40),
+       window=st.integers(1, 4), start=st.integers(1, 3), cap=st.sampled_from([None, 0, 2]))
+def test_copy_episodes_drawn_ahead_are_the_episodes_drawn_one_by_one(bits, window, start, cap):
+    # The trainer draws episodes_ahead() episodes before recording any: they must be the very episodes
+    # (lengths and symbols) that drawing each after recording the last gives, whatever the losses.
+    max_length = None if cap is None else start + cap
+    make = lambda: tasks.Copy(start_length=start, max_length=max_length, window=window, threshold=0.15, seed=3)
+    one, ahead = make(), make()
+    for b in bits:
+        seg = one.segment()
+        one.record(seg, copy_losses(seg, b, None))
+    i = 0
+    while i < len(bits):
+        n = ahead.episodes_ahead()
+        assert n is None or n >= 1
+        segs = [ahead.segment() for _ in range(min(len(bits) - i, n or len(bits)))]
+        for seg in segs:
+            ahead.record(seg, copy_losses(seg, bits[i], None))
+            i += 1
+    assert ahead.length == one.length
+    np.testing.assert_array_equal(ahead.segment().inputs, one.segment().inputs)
+
+
 def test_copy_curriculum_grows_only_after_a_full_window_below_threshold():
     task = tasks.Copy(window=3, threshold=0.15)
     lengths = []

@@ -338,3 +338,30 @@ def test_cli_trains_a_character_model_from_a_text_file(tmp_path, capsys):
     vocab = len(set(text.read_text()))
     assert train[0] < np.log2(vocab) + 1.0  # bits per character start near the uniform code length
     assert train[-1] < train[0]  # and fall as it learns
+
+
+@pytest.mark.parametrize("learner,update_every", [("snap1", 1), ("fbptt3", 1), ("dni", 2)])
+def test_episodes_in_one_compiled_call_equal_one_call_per_episode(tmp_path, monkeypatch, learner, update_every):
+    # The trainer runs an episodic task's episodes many per call of the compiled loop; one call per
+    # episode (MAX_CALL_STEPS = 1) must give the same run bit for bit. A high threshold makes the copy
+    # curriculum grow often, so episodes drawn ahead meet its changes of length.
+    import sparse_rtrl.training.trainer as trainer_module
+
+    cfg = small_config(task={"name": "copy", "threshold": 4.0, "window": 3}, learner=learner,
+                       update_every=update_every, steps=600, log_every=100, eval_every=0, checkpoint_every=250)
+    states, logs, calls = [], [], []
+    real = trainer_module.train_online
+    monkeypatch.setattr(trainer_module, "train_online", lambda *a, **k: calls.append(1) or real(*a, **k))
+    for cap in (trainer_module.MAX_CALL_STEPS, 1):
+        monkeypatch.setattr(trainer_module, "MAX_CALL_STEPS", cap)
+        calls.clear()
+        folder = str(tmp_path / f"cap{cap}")
+        trainer = Trainer(cfg, folder, progress=False)
+        trainer.run()
+        states.append(run_state(trainer))
+        logs.append(log_without_time(folder))
+        n_calls = len(calls) if cap > 1 else n_calls
+    assert n_calls < len(calls)  # episodes shared calls (len(calls): one per episode)
+    assert states[0]["task"]["length"] > 2  # the curriculum grew on the way
+    assert_same(states[0], states[1])
+    assert logs[0] == logs[1]

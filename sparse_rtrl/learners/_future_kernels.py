@@ -20,7 +20,7 @@ from numba import prange, types
 
 from .._jit import njit, overload, parallel_njit
 from ._base_kernels import dynamics_rmatvec, immediate_vjp, take_grad
-from ._loop_kernels import loop_hooks
+from ._loop_kernels import loop_hooks, zero
 
 
 @njit(math="gather")
@@ -340,8 +340,31 @@ def _future_backward(parts, theta, credit, acc):
     counts[2] = 1
 
 
+@njit
+def _future_end_sequence(parts, theta, acc):
+    """``FutureBPTT.flush``: every stored step emitted with the credit it has."""
+    counts = parts.counts
+    if counts[1]:
+        fbptt_step(parts.seg, parts.window, counts[0], counts[1], counts[2] != 0, counts[1], parts.v, parts.scratch,
+                   parts.gate_work, parts.acc)
+    counts[1] = 0
+    counts[2] = 0
+    return True
+
+
+@njit
+def _future_reset(parts):
+    """``FutureBPTT._reset``."""
+    zero(parts.window.delta)
+    counts = parts.counts
+    counts[0] = parts.window.delta.shape[0] - 1
+    counts[1] = 0
+    counts[2] = 0
+    counts[3] = -1
+
+
 loop_hooks(FutureLoop, prepare=_future_prepare, buffers=_future_buffers, after_step=_future_after_step,
-           backward=_future_backward)
+           backward=_future_backward, end_sequence=_future_end_sequence, reset=_future_reset)
 
 
 class DNILoop(NamedTuple):
@@ -487,4 +510,13 @@ def _dni_grad(parts, theta, acc, out):
     take_grad(acc, out)
 
 
-loop_hooks(DNILoop, prepare=_dni_prepare, after_step=_dni_after_step, backward=_dni_backward, grad=_dni_grad)
+@njit
+def _dni_reset(parts):
+    """``Learner.reset`` (the step count) and ``DNI._reset``; the models are kept."""
+    parts.counts[_N_STEPS] = 0
+    zero(parts.credit)
+    parts.counts[_PENDING] = 0
+
+
+loop_hooks(DNILoop, prepare=_dni_prepare, after_step=_dni_after_step, backward=_dni_backward, grad=_dni_grad,
+           reset=_dni_reset)

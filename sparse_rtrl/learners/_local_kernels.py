@@ -20,7 +20,7 @@ from numba import prange
 from .._cell_kernels import cell_step
 from .._jit import njit, parallel_njit
 from ._base_kernels import trace_update
-from ._loop_kernels import loop_hooks
+from ._loop_kernels import loop_hooks, zero
 
 
 # -- KeRNL: credit through the sensitivity, and the perturbed copy ------------------
@@ -177,7 +177,12 @@ def _rflo_backward(parts, theta, credit, acc):
     trace_update(parts.seg, parts.leak, parts.units, parts.coef, parts.presyn, credit, parts.trace, acc, True)
 
 
-loop_hooks(RFLOLoop, backward=_rflo_backward)
+@njit
+def _rflo_reset(parts):
+    zero(parts.trace)
+
+
+loop_hooks(RFLOLoop, backward=_rflo_backward, reset=_rflo_reset)
 
 
 class KeRNLLoop(NamedTuple):
@@ -234,4 +239,14 @@ def _kernl_backward(parts, theta, credit, acc):
     trace_update(parts.seg, parts.decay, parts.units, parts.coef, parts.presyn, parts.u, parts.trace, acc, True)
 
 
-loop_hooks(KeRNLLoop, after_step=_kernl_after_step, backward=_kernl_backward)
+@njit
+def _kernl_reset(parts):
+    """``KeRNL._reset`` after ``Learner.reset`` zeroed the state: the copy starts from it (zeros)."""
+    zero(parts.trace)
+    zero(parts.copy)
+    zero(parts.omega)
+    zero(parts.big_gamma)
+    zero(parts.err)
+
+
+loop_hooks(KeRNLLoop, after_step=_kernl_after_step, backward=_kernl_backward, reset=_kernl_reset)

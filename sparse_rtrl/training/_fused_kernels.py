@@ -19,8 +19,18 @@ from ._optim_kernels import optimizer_step, sum_squares
 from ._readout_kernels import readout_step, take_vector
 
 
-#: What stopped the loop: nothing, a loss, the gradient of an update, the gradient left at an episode's end.
-FINISHED, BAD_LOSS, BAD_GRADIENT, BAD_END = 0, 1, 2, 3
+#: What stopped the loop: nothing, a loss, the gradient of an update, the gradient left at an episode's end,
+#: a credit (a finite float32 loss can still overflow its gradient).
+FINISHED, BAD_LOSS, BAD_GRADIENT, BAD_END, BAD_CREDIT = 0, 1, 2, 3, 4
+
+
+@njit
+def _finite(a):
+    for b in range(a.shape[0]):
+        for k in range(a.shape[1]):
+            if not np.isfinite(a[b, k]):
+                return False
+    return True
 
 
 @njit
@@ -67,8 +77,8 @@ def fused_loop(cell_args, theta, buffers, parts, ro, opt, n_updates, xs, ys_f, y
 
     Returns ``(steps, what)``: the steps taken (the last one possibly without
     its credit) and what stopped the loop (``FINISHED``, or ``BAD_LOSS`` /
-    ``BAD_GRADIENT`` at step ``steps - 1``, ``BAD_END`` before step
-    ``steps``). On a bad loss or gradient the loop stops before changing
+    ``BAD_CREDIT`` / ``BAD_GRADIENT`` at step ``steps - 1``, ``BAD_END``
+    before step ``steps``). On a bad loss or gradient the loop stops before changing
     parameters.
     """
     state, nxt, coef, dloc, presyn, acc, g_cell = buffers
@@ -97,6 +107,8 @@ def fused_loop(cell_args, theta, buffers, parts, ro, opt, n_updates, xs, ys_f, y
         losses[t] = readout_step(r_params, r_feedback, n_out, code, state, ys_f[t], ys_i[t], y, dy, credit, r_acc)
         if not np.isfinite(losses[t]):
             return t + 1, BAD_LOSS
+        if not _finite(credit):
+            return t + 1, BAD_CREDIT
         loop_backward(parts, theta, credit, acc)
         block[0] += 1
         if block[0] == update_every:

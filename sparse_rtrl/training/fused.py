@@ -36,7 +36,7 @@ def fused_obstacle(learner, readout, optimizer):
 
 def train_fused(learner, readout, optimizer, xs, ys_f, ys_i, resets, update_every):
     """Run the compiled loop; returns the losses, or raises ``DivergenceError`` as ``train_online`` does."""
-    from ._fused_kernels import BAD_LOSS, FINISHED
+    from ._fused_kernels import BAD_CREDIT, BAD_LOSS, FINISHED
     from .online import DivergenceError
 
     T = xs.shape[0]
@@ -52,14 +52,14 @@ def train_fused(learner, readout, optimizer, xs, ys_f, ys_i, resets, update_ever
         if what != FINISHED:
             # The bad step; for the gradient left at an episode's end, the last step before that end.
             step = lo + steps - 1
-            kept = step if what == BAD_LOSS else step + 1
+            kept = step if what in (BAD_LOSS, BAD_CREDIT) else step + 1
             raise DivergenceError(step, losses[:kept].copy(), what="loss" if what == BAD_LOSS else "gradient")
     return losses
 
 
 def _run(learner, readout, optimizer, xs, ys_f, ys_i, resets, block, update_every, losses, draw):
     """One call of the compiled loop over ``xs``; returns ``(steps, what)`` (state written back either way)."""
-    from ._fused_kernels import BAD_LOSS, fused_loop
+    from ._fused_kernels import BAD_CREDIT, BAD_LOSS, fused_loop
 
     cell = learner.cell
     T, B = xs.shape[0], xs.shape[1]
@@ -86,5 +86,6 @@ def _run(learner, readout, optimizer, xs, ys_f, ys_i, resets, block, update_ever
     if started.size:
         learner.n_steps = 0
     since = steps - (started[-1] if started.size else 0)
-    learner._loop_done(parts, since, pending=what == BAD_LOSS)  # a bad loss: the step waits for its credit
+    # A bad loss or credit: the step was taken, its credit never came (the update waits for it).
+    learner._loop_done(parts, since, pending=what in (BAD_LOSS, BAD_CREDIT))
     return steps, what
