@@ -163,7 +163,7 @@ def _bptt_window_stream(b, seg, window, t_stop, delta, scratch, u, acc):
                 for p in range(uint64(seg_ptr[s]), uint64(seg_ptr[s + 1])):
                     accb[p] += val * zt[src[p]]
         if t > 0:
-            for k in range(dl.shape[0]):  # not dl[:] = out: see _fused_kernels.fused_snap
+            for k in range(dl.shape[0]):  # not dl[:] = out: see _fused_kernels.fused_loop
                 dl[k] = out[k]
 
 

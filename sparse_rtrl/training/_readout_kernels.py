@@ -131,6 +131,6 @@ def readout_predict(params, n_out, s, y):
 @njit
 def take_vector(acc, out):
     """``out = acc`` and ``acc = 0``."""
-    for i in range(out.shape[0]):  # not out[:] = acc: see _fused_kernels.fused_snap
+    for i in range(out.shape[0]):  # not out[:] = acc: see _fused_kernels.fused_loop
         out[i] = acc[i]
         acc[i] = 0.0
