@@ -75,14 +75,14 @@ def reach_sizes(seed_ptr, seed_rows, out_ptr, out_idx, n_steps, n_state):
 
 @njit
 def reach_fill(seed_ptr, seed_rows, out_ptr, out_idx, n_steps, n_state, row_ptr, rows):
-    """Filling pass: the sorted reach of every group into ``rows[row_ptr[g]:row_ptr[g+1]]``."""
+    """Filling pass: the reach of every group into ``rows[row_ptr[g]:row_ptr[g+1]]`` (in the order
+    found: ``snap_layout`` sorts each group's rows)."""
     n_groups = seed_ptr.shape[0] - 1
     marker = np.full(n_state, -1, dtype=np.int32)
     frontier = np.empty(n_state, dtype=np.int32)
     for g in range(n_groups):
         seg = rows[row_ptr[g]:row_ptr[g + 1]]
         _reach(seed_ptr, seed_rows, out_ptr, out_idx, n_steps, marker, frontier, g, seg, True)
-        seg.sort()
 
 
 @njit

@@ -101,6 +101,10 @@ def snap_layout(structure, n_steps):
     row_ptr = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     rows = np.empty(int(row_ptr[-1]), dtype=np.int32)
     reach_fill(seed_ptr, seed_rows, out_ptr, out_idx, n_steps, S, row_ptr, rows)
+    # Each group's reach sorted, with numpy: sorting inside the kernel compiled numba's quicksort
+    # (about 3.5 s on a cold cache, measured), for one sort per layout.
+    group = np.repeat(np.arange(sizes.shape[0], dtype=np.int64), sizes)
+    rows = (np.sort(group * S + rows) - group * S).astype(np.int32)
 
     counts = plan_sizes(row_ptr, rows, dyn.indptr, dyn.indices, S)
     plan_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
