@@ -284,9 +284,9 @@ class Learner(Stateful, Registered):
 
     # -- the compiled online loop (``training.fused``; hooks in ``_loop_kernels``) ---------------
     def _loop_state(self, steps):
-        """The NamedTuple of arrays the compiled loop runs this learner on for ``steps`` steps (its class
-        registered with ``_loop_kernels.loop_hooks``), after settling anything pending; None: it runs
-        step by step."""
+        """The NamedTuple of arrays the compiled loop runs this learner on, for at most ``steps`` steps
+        without a reset (its class registered with ``_loop_kernels.loop_hooks``), after settling anything
+        pending; None: it runs step by step."""
         return None
 
     def _loop_obstacle(self):

@@ -71,7 +71,10 @@ def _run(learner, readout, optimizer, xs, ys_f, ys_i, resets, block, update_ever
         saved = rng.bit_generator.state
         draws = np.empty((T, B, k), dtype)
         getattr(rng, method)(out=draws)
-    parts = learner._loop_state(T)
+    # The most steps the learner holds within the call: one episode's at most (BPTT makes room for them).
+    bounds = np.flatnonzero(resets)
+    horizon = int(np.diff(np.concatenate([[0], bounds, [T]])).max()) if T else 0
+    parts = learner._loop_state(horizon)
     buffers = (learner._state, learner._next, learner._coef, learner._dloc, learner._presyn, learner._acc,
                np.empty(cell.n_params, cell.dtype))
     n_updates = np.array([optimizer.n_updates], dtype=np.int64)
@@ -85,7 +88,7 @@ def _run(learner, readout, optimizer, xs, ys_f, ys_i, resets, block, update_ever
     started = np.flatnonzero(resets[:steps])  # episodes begun (the learner reset) inside this call
     if started.size:
         learner.n_steps = 0
-    since = steps - (started[-1] if started.size else 0)
+    since = int(steps - (started[-1] if started.size else 0))
     # A bad loss or credit: the step was taken, its credit never came (the update waits for it).
     learner._loop_done(parts, since, pending=what in (BAD_LOSS, BAD_CREDIT))
     return steps, what
