@@ -80,7 +80,7 @@ def _run(learner, readout, optimizer, xs, ys_f, ys_i, resets, block, update_ever
     n_updates = np.array([optimizer.n_updates], dtype=np.int64)
     steps, what = fused_loop(cell.kernel_args, cell.params, buffers, parts, readout.kernel_args(B),
                              optimizer.kernel_args(), n_updates, xs, ys_f, ys_i, draws, resets, block,
-                             np.int64(update_every), learner.needs_jacobians, losses)
+                             np.int64(update_every), True if learner.needs_jacobians else None, losses)
     optimizer.n_updates = int(n_updates[0])
     if draw is not None and steps < T:  # the generator as the step-by-step path leaves it: steps draws, no more
         rng.bit_generator.state = saved
