@@ -155,45 +155,47 @@ def _is(parts, cls):
 
 
 def _register_overloads(cls, hooks):
-    # Each closure is compiled for one loop-state type only (its first argument), so numba's cache,
-    # which keys these closures on their signature, never confuses one learner's hook with another's.
-    prepare, buffers, after_step, backward, grad, end_sequence, reset = (hooks[name] for name in _NAMES)
+    # Each overload's implementation is the hook's own Python function, compiled for this loop-state type
+    # only (its first argument): dispatch adds no function of its own to compile (a cold start pays about
+    # half a second per compiled function), and numba's cache keys each on its own name. The kernels a
+    # hook calls keep their own options.
+    prepare, buffers, after_step, backward, grad, end_sequence, reset = (getattr(hooks[name], "py_func", hooks[name])
+                                                                         for name in _NAMES)
 
     @overload(loop_prepare)
     def _prepare(parts, theta):
         if _is(parts, cls):
-            return lambda parts, theta: prepare(parts, theta)
+            return prepare
 
     @overload(loop_buffers)
     def _buffers(parts, coef, dloc, presyn):
         if _is(parts, cls):
-            return lambda parts, coef, dloc, presyn: buffers(parts, coef, dloc, presyn)
+            return buffers
 
     @overload(loop_after_step)
     def _after_step(parts, theta, state, coef, dloc, presyn, draws):
         if _is(parts, cls):
-            return lambda parts, theta, state, coef, dloc, presyn, draws: after_step(parts, theta, state, coef, dloc,
-                                                                                    presyn, draws)
+            return after_step
 
     @overload(loop_backward)
     def _backward(parts, theta, credit, acc):
         if _is(parts, cls):
-            return lambda parts, theta, credit, acc: backward(parts, theta, credit, acc)
+            return backward
 
     @overload(loop_grad)
     def _grad(parts, theta, acc, out):
         if _is(parts, cls):
-            return lambda parts, theta, acc, out: grad(parts, theta, acc, out)
+            return grad
 
     @overload(loop_end_sequence)
     def _end_sequence(parts, theta, acc):
         if _is(parts, cls):
-            return lambda parts, theta, acc: end_sequence(parts, theta, acc)
+            return end_sequence
 
     @overload(loop_reset)
     def _reset(parts):
         if _is(parts, cls):
-            return lambda parts: reset(parts)
+            return reset
 
 
 loop_hooks(NoLearning, backward=_discard, reset=_keeps_nothing)
