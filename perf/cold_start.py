@@ -8,7 +8,8 @@ output as it comes and notes when the bar first draws (the trainer opens it
 after the first call of the compiled loop, so everything compiled before
 then is paid for by then). The same command is then run again on the now
 warm cache: the difference of the two totals is the compilation. Then each
-further learner x dtype (``--learners``, both dtypes) runs 200 steps on the
+further learner x dtype (``--learners``, both dtypes; on the GRU, or a vanilla
+RNN for the learners that run on vanilla cells only) runs 200 steps on the
 cache the main job left, cold for its own kernels, and again warm; its
 compilation is the difference. Targets: first progress line within 15 s,
 at most 20 s of compilation in total, at most 10 s per further learner x
@@ -90,9 +91,12 @@ def main(argv=None):
                      "compile_s": cold - warm})
         print(f"  main job: first progress line {first if first is None else round(first, 1)} s, "
               f"total {cold:.1f} s cold, {warm:.1f} s warm: {cold - warm:.1f} s compiling", flush=True)
+        gru = registry.make_cell("gru", 1, 2)
         for spec in learners:
+            # The main job's GRU where the learner runs on one, else a vanilla RNN (KF-RTRL, RFLO, ...).
+            cell = "gru" if registry.parse_learner(spec)[0].supports(gru) is None else "vanilla"
             for dtype in ("float64", "float32"):
-                extra = ["--learner", spec, "--dtype", dtype, "--steps", "200"]
+                extra = ["--learner", spec, "--cell", cell, "--dtype", dtype, "--steps", "200"]
                 _, cold = run(extra, cache, folder())
                 _, warm = run(extra, cache, folder())
                 rows.append({"run": f"{spec} {dtype}", "first_line_s": None, "cold_s": cold, "warm_s": warm,
