@@ -6,7 +6,8 @@ each ``overload`` its Python body, which makes at run time the choice its
 compiled form makes by type). The subset: the golden runs (every learner x
 cell x dtype, the fused loop, the trainer, format-1 checkpoints; compared to
 rounding, since plain Python rounds differently), the life cycle of every
-learner, SnAp's tests, and the P-TNCN's fixed comparisons with its naive
+learner, SnAp's tests, every learner's compiled loop against its
+step-by-step path, and the P-TNCN's fixed comparisons with its naive
 reference. The coverage of the kernel modules is held to the floor
 ``fail_under`` in ``pyproject.toml`` (measured: 98.6%).
 """
@@ -22,7 +23,9 @@ SUBSET = ["tests/test_golden.py", "tests/test_lifecycle.py", "tests/test_snap.py
           "tests/test_ptncn.py::test_kernels_match_naive_reference_on_fixed_cases",
           "tests/test_ptncn.py::test_float32_tanh_keeps_nan_and_saturates",
           # RTRL's BLAS form of D J (the golden runs' cells are too small for it)
-          "tests/test_exact.py::test_rtrl_blas_form_matches_reference"]
+          "tests/test_exact.py::test_rtrl_blas_form_matches_reference",
+          # every learner's compiled-loop hooks, and the trainer's episodes in one call
+          "tests/test_loop.py", "tests/test_trainer.py::test_episodes_in_one_compiled_call_equal_one_call_per_episode"]
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -249,7 +249,7 @@ def _stream(loss, T, batch, seed):
     return xs, ys
 
 
-@settings(max_examples=12)
+@settings(max_examples=6)  # each example compiles a loop; every learner's is also checked in test_loop.py
 @given(
     kind=st.sampled_from(["vanilla", "gru", "lstm"]),
     snap_n=st.integers(1, 3),
