@@ -276,7 +276,8 @@ def _window_prepare(parts, theta):
 
 
 @njit
-def _window_buffers(parts, coef, dloc, presyn):
+def window_buffers(parts, coef, dloc, presyn):
+    """The ``buffers`` hook of a window whose next slot is ``counts[0]`` (TBPTT and BPTT; F-BPTT's ring)."""
     w = parts.counts[0]
     return parts.window.coef[w], parts.window.dloc[w], parts.window.z[w]
 
@@ -321,5 +322,5 @@ def _window_reset(parts):
     zero(parts.window.c)
 
 
-loop_hooks(WindowLoop, prepare=_window_prepare, buffers=_window_buffers, after_step=_window_after_step,
+loop_hooks(WindowLoop, prepare=_window_prepare, buffers=window_buffers, after_step=_window_after_step,
            backward=_window_backward, grad=_window_grad, reset=_window_reset)

@@ -20,6 +20,7 @@ from numba import prange, types
 
 from .._jit import njit, overload, parallel_njit
 from ._base_kernels import dynamics_rmatvec, immediate_vjp, take_grad
+from ._exact_kernels import window_buffers  # the slot counts[0] of a window: the same for F-BPTT's ring
 from ._loop_kernels import loop_hooks, zero
 
 
@@ -314,12 +315,6 @@ def _future_prepare(parts, theta):
 
 
 @njit
-def _future_buffers(parts, coef, dloc, presyn):
-    w = parts.counts[0]
-    return parts.window.coef[w], parts.window.dloc[w], parts.window.z[w]
-
-
-@njit
 def _future_after_step(parts, theta, state, coef, dloc, presyn, draws):
     """``FutureBPTT._after_step``: the step's recurrent weights (a copy when they changed)."""
     counts = parts.counts
@@ -363,7 +358,7 @@ def _future_reset(parts):
     counts[3] = -1
 
 
-loop_hooks(FutureLoop, prepare=_future_prepare, buffers=_future_buffers, after_step=_future_after_step,
+loop_hooks(FutureLoop, prepare=_future_prepare, buffers=window_buffers, after_step=_future_after_step,
            backward=_future_backward, end_sequence=_future_end_sequence, reset=_future_reset)
 
 

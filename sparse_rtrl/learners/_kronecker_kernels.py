@@ -314,20 +314,9 @@ class KFLoop(NamedTuple):
     eps: object
 
 
-class RKFLoop(NamedTuple):
-    """What the compiled loop reads and writes of reverse KF-RTRL (the fields of ``KFLoop``)."""
-
-    dyn_ptr: np.ndarray
-    dyn_idx: np.ndarray
-    dyn_plan: tuple
-    dyn: np.ndarray
-    A: np.ndarray
-    B: np.ndarray
-    DB: np.ndarray
-    dense: np.ndarray
-    seg: tuple
-    u: np.ndarray
-    eps: object
+class RKFLoop(KFLoop):
+    """What the compiled loop reads and writes of reverse KF-RTRL: the fields of ``KFLoop``, in a type
+    of its own, which picks its hooks."""
 
 
 @njit
