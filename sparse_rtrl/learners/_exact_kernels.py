@@ -252,11 +252,7 @@ def _window_flush(parts):
     if end == 0:
         return
     bptt_window(parts.seg, parts.window, end, parts.delta, parts.scratch, parts.gate_work, parts.acc)
-    c = parts.window.c
-    for t in range(end):
-        for b in range(c.shape[1]):
-            for k in range(c.shape[2]):
-                c[t, b, k] = 0.0
+    zero(parts.window.c[:end])
     parts.counts[1] = 0
 
 
@@ -289,10 +285,7 @@ def _window_after_step(parts, theta, state, coef, dloc, presyn, draws):
     w = counts[0]
     counts[2] = snapshot_if_changed(theta, parts.n_rec, parts.window.theta, counts[2])
     parts.window.theta_idx[w] = counts[2] - 1
-    c = parts.window.c
-    for b in range(c.shape[1]):
-        for k in range(c.shape[2]):
-            c[w, b, k] = 0.0
+    zero(parts.window.c[w])
     counts[0] = w + 1
 
 

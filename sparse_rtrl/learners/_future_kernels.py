@@ -434,10 +434,7 @@ def _dni_prepare(parts, theta):
                 for j in range(A.shape[1]):
                     frozen[i, j] = A[i, j]
     counts[_FLIP] ^= 1
-    c = parts.credit
-    for b in range(c.shape[0]):
-        for k in range(c.shape[1]):
-            c[b, k] = 0.0
+    zero(parts.credit)
 
 
 def dni_model_step(learned, parts, theta, state, feat_prev):

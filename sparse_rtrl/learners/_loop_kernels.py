@@ -1,4 +1,4 @@
-"""The compiled online loop's view of a learner: five hooks, chosen by the type of the learner's loop state.
+"""The compiled online loop's view of a learner: seven hooks, chosen by the type of the learner's loop state.
 
 A learner that the compiled loop (``training._fused_kernels.fused_loop``)
 can run returns a NamedTuple of its arrays from ``Learner._loop_state()``

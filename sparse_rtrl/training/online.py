@@ -17,7 +17,7 @@ from .fused import fused_obstacle, train_fused
 from .optim import Optimizer
 from .readouts import LinearReadout
 
-__all__ = ["DivergenceError", "end_episode", "train_online"]
+__all__ = ["DivergenceError", "train_online"]
 
 
 class DivergenceError(FloatingPointError):
@@ -89,9 +89,9 @@ def train_online(learner, readout, optimizer, inputs, targets, update_every: int
         partial block stays in the learner and readout for the next call.
     resets : array_like of bool, shape (T,), optional
         Episodes in one call: where ``resets[t]`` is true, an episode ends
-        before step ``t`` (:func:`end_episode`: the learner's
-        ``end_sequence``, and the gradient left in a partial block, or
-        emitted, applied) and the learner is reset. Blocks of
+        before step ``t`` (the learner's ``end_sequence``; the gradient
+        emitted, or left in a partial block, applied if any entry is
+        nonzero) and the learner is reset. Blocks of
         ``update_every`` steps restart with each episode. The trainer runs
         episodic tasks (copy) this way, many episodes per compiled call.
     fused : bool or None
@@ -143,7 +143,7 @@ def train_online(learner, readout, optimizer, inputs, targets, update_every: int
     return _train_steps(learner, readout, optimizer, xs, ys_f, ys_i, resets, update_every)
 
 
-def end_episode(learner, readout, optimizer, update_every):
+def _end_episode(learner, readout, optimizer, update_every):
     """An episode ends: the learner's ``end_sequence``, then, when that emitted or updates come every
     ``update_every > 1`` steps, the gradient left applied (if any entry is nonzero).
 
@@ -167,7 +167,7 @@ def _train_steps(learner, readout, optimizer, xs, ys_f, ys_i, resets, update_eve
     for t in range(T):
         if resets[t]:
             try:
-                end_episode(learner, readout, optimizer, update_every)
+                _end_episode(learner, readout, optimizer, update_every)
             except FloatingPointError:
                 raise DivergenceError(t - 1, losses[:t].copy(), what="gradient") from None
             learner.reset()

@@ -32,7 +32,7 @@ from .. import registry
 from .._io import write_text
 from .._validate import check_float, check_int
 from . import checkpoint, runlog
-from .online import DivergenceError, end_episode, train_online
+from .online import DivergenceError, train_online
 from .runlog import plot_run, read_log  # noqa: F401  (part of the trainer's API)
 
 __all__ = ["RunConfig", "Trainer", "TrainingDiverged", "TrainingInterrupted", "plot_run", "read_log"]
@@ -828,7 +828,7 @@ class Trainer:
                         if self.model is not None:
                             seg = segs[0]
                             if seg.reset:
-                                self._end_episode()
+                                self._end_model_episode()
                             losses = [self._model_losses(seg, self.task, learn=True)]
                         else:
                             losses = self._train(segs)
@@ -886,20 +886,16 @@ class Trainer:
         return segs
 
     def _train(self, segs):
-        """Train the learner online on ``segs`` (episodes when several) in one call; their losses."""
-        c = self.config
-        if segs[0].reset:
-            self._end_episode()
-            self.learner.reset()
-        if len(segs) == 1:
-            return [train_online(self.learner, self.readout, self.optimizer, segs[0].inputs, segs[0].targets,
-                                 c.update_every)]
+        """Train the learner online on ``segs`` in one call; their losses. Where a segment begins an episode,
+        ``train_online`` ends the previous one and resets the learner (``resets``); on a fresh learner (the
+        run's first step) that changes nothing."""
         lengths = [seg.inputs.shape[0] for seg in segs]
+        starts = np.cumsum([0] + lengths[:-1])
         resets = np.zeros(sum(lengths), dtype=bool)
-        resets[np.cumsum(lengths[:-1])] = True
+        resets[starts] = [seg.reset for seg in segs]
         losses = train_online(self.learner, self.readout, self.optimizer, np.concatenate([s.inputs for s in segs]),
-                              np.concatenate([s.targets for s in segs]), c.update_every, resets=resets)
-        return np.split(losses, np.cumsum(lengths[:-1]))
+                              np.concatenate([s.targets for s in segs]), self.config.update_every, resets=resets)
+        return np.split(losses, starts[1:])
 
     def _compiling_notice(self):
         text = "compiling kernels (first run only: they are cached on disk afterwards)..."
@@ -914,19 +910,17 @@ class Trainer:
         self._log({"event": "diverged", "step": step, "detail": detail})
         raise TrainingDiverged(step, detail) from None
 
-    def _end_episode(self):
-        """End the learner's sequence and apply the gradient left in a partial block at an episode's end."""
-        if self.step == 0:
+    def _end_model_episode(self):
+        """The model's episode ends: apply the gradient left in a partial block (the learners' episodes end
+        inside ``train_online``, see ``_train``)."""
+        if self.step == 0 or self.config.update_every == 1:
             return
-        try:
-            if self.model is not None:
-                grads = [self.model.grad()] if self.config.update_every > 1 else []
-                if any(np.any(g) for g in grads):
-                    self.optimizer.step(grads)
-            else:
-                end_episode(self.learner, self.readout, self.optimizer, self.config.update_every)
-        except FloatingPointError:
-            self._diverged(self.step, "gradient")
+        grad = self.model.grad()
+        if np.any(grad):
+            try:
+                self.optimizer.step([grad])
+            except FloatingPointError:
+                self._diverged(self.step, "gradient")
 
     def _boundary(self):
         c = self.config
