@@ -187,8 +187,9 @@ def shared_fraction(plan):
     the four rows, each counted once) / (sources summed over the rows)."""
     total = union = 0
     for g in range(plan.row_ptr.shape[0] - 1):
-        for a in range(plan.row_ptr[g], plan.row_ptr[g + 1], 4):
-            cols = [plan.plan_col[plan.plan_ptr[b]:plan.plan_ptr[b + 1]] for b in range(a, min(a + 4, plan.row_ptr[g + 1]))]
+        end = plan.row_ptr[g + 1]
+        for a in range(plan.row_ptr[g], end, 4):
+            cols = [plan.plan_col[plan.plan_ptr[b]:plan.plan_ptr[b + 1]] for b in range(a, min(a + 4, end))]
             total += sum(len(c) for c in cols)
             union += len(np.unique(np.concatenate(cols)))
     return 1.0 - union / total
