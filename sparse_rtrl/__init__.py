@@ -21,6 +21,7 @@ from .training.ptncn_online import train_ptncn
 from .training.readouts import LinearReadout
 from .training.callbacks import Callback, CSVLogger, EarlyStopping, TensorBoardLogger
 from .training.trainer import RunConfig, Trainer, TrainingDiverged, TrainingInterrupted
+from .training.sweep import SweepLocked, SweepResults, sweep, sweep_results
 from .training import checkpoint, schedules, tasks  # modules: sr.tasks.Copy, sr.checkpoint.save, sr.schedules.Cosine
 from . import registry
 
@@ -42,4 +43,5 @@ __all__ = [
     "Learner", "LinearReadout", "Optimizer", "PTNCN", "Pattern", "SGD", "SnAp", "SparseWeight", "VanillaRNN",
     "alignment", "estimator_variance", "gradcheck", "stream_credits", "train_online", "train_ptncn", "RunConfig",
     "Trainer", "TrainingDiverged", "TrainingInterrupted", "checkpoint", "registry", "schedules", "tasks",
+    "SweepLocked", "SweepResults", "sweep", "sweep_results",
 ]
