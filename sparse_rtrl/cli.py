@@ -320,6 +320,31 @@ def build_parser():
     p.add_argument("--out", default="runs.png", metavar="FILE", help=_help("the PNG to write", "runs.png"))
     p.add_argument("--metric", default=None, help="the logged metric to plot (default: the runs' own)")
     p.set_defaults(func=_cmd_plot)
+
+    w = sub.add_parser("sweep", help="run a grid of training runs (seeds x learners x settings) on Dask",
+                       description="Run every point of a sweep spec (a TOML file: base, grid, zip, tune; see "
+                                   "sparse_rtrl.training.sweep) as an ordinary run in DIR/runs, on a local Dask "
+                                   "cluster (one worker process per core, one thread each) or a running one; "
+                                   "then write results.csv, summary.csv and plots. Rerunning it skips finished "
+                                   "runs and resumes interrupted ones. Needs the dask extra: "
+                                   "pip install \"sparse_rtrl[dask]\".")
+    w.add_argument("spec", metavar="SPEC.toml", help="the sweep spec")
+    w.add_argument("--out", required=True, metavar="DIR", help="folder of the runs and the results")
+    where = w.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=_int_at_least(0), default=None, metavar="N",
+                       help="worker processes of the local cluster (default: one per core; 0: every run in this "
+                            "process, one after another, without Dask)")
+    where.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="submit to a running Dask scheduler (tcp://host:8786) instead of a local cluster")
+    w.add_argument("--tune", default=None, metavar="FIELD",
+                   help="choose FIELD (e.g. lr, one of the grid's) per setting on a few seeds, then run every seed "
+                        "at the value chosen (the spec's tune table, if any, gives the rest)")
+    w.add_argument("--tune-seeds", type=_int_at_least(1), default=None, metavar="K",
+                   help="seeds that choose the tuned value: the grid's first K (default: the spec's, or 2)")
+    w.add_argument("--dry-run", action="store_true", help="list the runs and exit")
+    w.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="draw a progress bar of finished runs (default: on a terminal)")
+    w.set_defaults(func=_cmd_sweep)
     return parser
 
 
@@ -487,9 +512,54 @@ def _cmd_plot(args):
     return 0
 
 
+def _cmd_sweep(args):
+    from .training import sweep as sw
+
+    with _usage():
+        spec = sw.load_spec(args.spec)
+        if args.tune is not None or args.tune_seeds is not None:
+            tune = dict(spec["tune"] or {})
+            if args.tune is not None:
+                tune["field"] = args.tune
+            if args.tune_seeds is not None:
+                tune["seeds"] = args.tune_seeds
+            spec["tune"] = sw._check_tune(tune, spec["grid"])
+        runs = sw.expand(spec)
+        if args.dry_run:
+            for run in runs:
+                print(os.path.join(args.out, "runs", run["name"]))
+            stage = f"; tuning {spec['tune']['field']} first, on fewer seeds" if spec["tune"] else ""
+            print(f"{len(runs)} runs{stage}")
+            return 0
+        if args.workers != 0:
+            try:
+                import distributed  # noqa: F401
+            except ImportError:
+                raise ImportError(sw.INSTALL) from None
+    try:
+        results = sw.sweep(spec, args.out, workers=args.workers, scheduler=args.scheduler, progress=args.progress)
+    except sw.SweepLocked as exc:
+        print(f"sparse-rtrl sweep: error: {exc}", file=sys.stderr)
+        return 2
+    counts = {s: sum(r["status"] == s for r in results.runs) for s in sw.STATUSES}
+    print(f"{len(results.runs)} runs ({', '.join(f'{n} {s}' for s, n in counts.items() if n)}); "
+          f"{len(results.trained)} trained now")
+    for row in results.summary:
+        settings = ", ".join(f"{k}={row[k]}" for k in row if k not in sw.SUMMARY_FIELDS)
+        key = "final_eval" if row.get("final_eval_median") is not None else "final_train"
+        if row.get(f"{key}_median") is not None:
+            print(f"  {settings}: {key} {row['metric']} {row[key + '_median']:.4g} "
+                  f"[{row[key + '_q25']:.4g}, {row[key + '_q75']:.4g}] over {row['finished']} seeds")
+    for r in results.runs:
+        if r["status"] == "failed":
+            print(f"  failed: {r['name']}: {r['error']}", file=sys.stderr)
+    print(f"written: {', '.join(os.path.join(args.out, f) for f in ('results.csv', 'summary.csv', 'lr.png', 'curves.png'))}")
+    return 1 if counts["failed"] else 0
+
+
 def _misspelled_command(parser, argv):
     """A usage message with a suggestion when the first word is close to a command."""
-    commands = ["train", "resume", "compare", "gradcheck", "plot"]
+    commands = ["train", "resume", "compare", "gradcheck", "plot", "sweep"]
     if argv and not argv[0].startswith("-") and argv[0] not in commands:
         parser.error(f"unknown command {argv[0]!r}{_suggest(argv[0], commands)} (choose from "
                      f"{', '.join(commands)})")

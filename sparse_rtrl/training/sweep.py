@@ -75,6 +75,9 @@ METRICS = ("final_eval", "final_train")
 ONE_THREAD = {"NUMBA_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 INSTALL = 'sweeps run on Dask: pip install "sparse_rtrl[dask]"'
 STATUSES = ("finished", "diverged", "failed")
+#: The columns of ``summary.csv`` other than the settings.
+SUMMARY_FIELDS = ("runs", "finished", "diverged", "failed", "metric") + tuple(
+    f"{m}_{q}" for m in METRICS for q in ("median", "q25", "q75"))
 
 
 class SweepLocked(RuntimeError):
