@@ -545,7 +545,8 @@ def _cmd_sweep(args):
     print(f"{len(results.runs)} runs ({', '.join(f'{n} {s}' for s, n in counts.items() if n)}); "
           f"{len(results.trained)} trained now")
     for row in results.summary:
-        settings = ", ".join(f"{k}={row[k]}" for k in row if k not in sw.SUMMARY_FIELDS)
+        keys = list(row)
+        settings = ", ".join(f"{k}={row[k]}" for k in keys[:keys.index("runs")])  # the settings come first
         key = "final_eval" if row.get("final_eval_median") is not None else "final_train"
         if row.get(f"{key}_median") is not None:
             print(f"  {settings}: {key} {row['metric']} {row[key + '_median']:.4g} "

@@ -75,9 +75,6 @@ METRICS = ("final_eval", "final_train")
 ONE_THREAD = {"NUMBA_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 INSTALL = 'sweeps run on Dask: pip install "sparse_rtrl[dask]"'
 STATUSES = ("finished", "diverged", "failed")
-#: The columns of ``summary.csv`` other than the settings.
-SUMMARY_FIELDS = ("runs", "finished", "diverged", "failed", "metric") + tuple(
-    f"{m}_{q}" for m in METRICS for q in ("median", "q25", "q75"))
 
 
 class SweepLocked(RuntimeError):
@@ -375,6 +372,9 @@ def _record(folder, status):
             summary = json.load(f)
         rec.update({k: summary.get(k) for k in ("metric", "final_train", "final_eval", "steps", "seconds")})
         rec["learner_name"] = summary.get("learner")
+        # what the task adds to its summary (the copy curriculum's length), as columns of its own
+        rec["extra"] = {k: v for k, v in summary.items() if k not in rec and k not in ("learner", "stopped")
+                        and isinstance(v, (int, float, str))}
     elif os.path.exists(os.path.join(folder, LOG)):
         records = read_log(os.path.join(folder, LOG))
         train = [r for r in records if r.get("split") == "train" and r.get("value") is not None]
@@ -619,8 +619,8 @@ def sweep(spec, folder, client=None, *, workers=None, scheduler=None, tune=None,
                 records = _stage(runner.run(points, metric, spec["name"]), points, "final")
         finally:
             runner.close()
-        rows = _result_rows(spec, points, records)
-        _write_results(folder, rows, tuned, spec)
+        rows, settings = _result_rows(points, records)
+        _write_results(folder, rows, settings, tuned, spec)
     results = sweep_results(folder)
     results.trained = list(runner.trained)
     return results
@@ -653,7 +653,8 @@ def _choose(spec, points, records, t):
     return chosen, rows
 
 
-def _result_rows(spec, points, records):
+def _result_rows(points, records):
+    """The rows of ``results.csv``, and the settings (columns) that tell runs apart besides the seed."""
     varied = list(dict.fromkeys(f for p in points for f in p["settings"]))
     shown = list(dict.fromkeys(varied + ["learner", "lr", "seed"]))
     rows = []
@@ -666,8 +667,9 @@ def _result_rows(spec, points, records):
             row[f] = _get(full, f)
         for k in ("status", "metric", "final_train", "final_eval", "steps", "seconds", "learner_name", "error"):
             row[k] = rec.get(k)
+        row.update(rec.get("extra") or {})
         rows.append(row)
-    return rows
+    return rows, [f for f in shown if f != "seed"]
 
 
 def _quartiles(values):
@@ -678,6 +680,12 @@ def _quartiles(values):
 
 
 def _summary_rows(rows, settings):
+    """Per setting (every column of ``settings``): counts, then the median and quartiles over the finished
+    seeds of the final metrics and of any number the task added to its summaries (the copy task's length)."""
+    known = set(settings) | {"name", "stage", "seed", "status", "metric", "final_train", "final_eval", "steps",
+                             "seconds", "learner_name", "error"}
+    extra = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in known
+             and all(isinstance(r.get(k), (int, float)) or r.get(k) is None for r in rows)]
     groups = {}
     for r in rows:
         if r["stage"] != "final":
@@ -690,21 +698,14 @@ def _summary_rows(rows, settings):
         row.update(runs=len(members), finished=len(done), diverged=sum(m["status"] == "diverged" for m in members),
                    failed=sum(m["status"] == "failed" for m in members), metric=next(
                        (m["metric"] for m in members if m["metric"]), None))
-        for k in METRICS:
-            med, lo, hi = _quartiles([m[k] for m in done if m[k] is not None])
+        for k in METRICS + tuple(extra):
+            med, lo, hi = _quartiles([m[k] for m in done if m.get(k) is not None])
             row.update({f"{k}_median": med, f"{k}_q25": lo, f"{k}_q75": hi})
         out.append(row)
     return out
 
 
-def _settings_columns(rows):
-    skip = {"name", "stage", "seed", "status", "metric", "final_train", "final_eval", "steps", "seconds",
-            "learner_name", "error"}
-    return [k for k in rows[0] if k not in skip] if rows else []
-
-
-def _write_results(folder, rows, tuned, spec):
-    settings = _settings_columns(rows)
+def _write_results(folder, rows, settings, tuned, spec):
     _csv(os.path.join(folder, "results.csv"), rows)
     _csv(os.path.join(folder, "summary.csv"), _summary_rows(rows, settings))
     if tuned:
