@@ -152,6 +152,8 @@ def main():
 
 
 def plot(rows, path, args):
+    from matplotlib.ticker import NullFormatter
+
     fig = figure(figsize=(14, 8))
     axes = fig.subplots(2, 2)
     for i, task in enumerate(TASKS):
@@ -168,6 +170,7 @@ def plot(rows, path, args):
                           fontsize=7)
             ax.invert_yaxis()
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())  # a narrow log axis labels its minor ticks: too many
             ax.set_xlabel("held-out mse after training (median, bars: quartiles over seeds)")
             ax.set_title(f"{task}, {setting} (density {SETTINGS[setting]:g}), n={args.n}, {args.steps} steps, "
                          f"{args.seeds} seeds at the tuned rate", fontsize=8)
