@@ -554,7 +554,8 @@ def _cmd_sweep(args):
     for r in results.runs:
         if r["status"] == "failed":
             print(f"  failed: {r['name']}: {r['error']}", file=sys.stderr)
-    print(f"written: {', '.join(os.path.join(args.out, f) for f in ('results.csv', 'summary.csv', 'lr.png', 'curves.png'))}")
+    written = [os.path.join(args.out, f) for f in ("results.csv", "summary.csv", "tuned.csv", "lr.png", "curves.png")]
+    print(f"written: {', '.join(f for f in written if os.path.exists(f))}")
     return 1 if counts["failed"] else 0
 
 
