@@ -710,6 +710,8 @@ def _write_results(folder, rows, settings, tuned, spec):
     _csv(os.path.join(folder, "summary.csv"), _summary_rows(rows, settings))
     if tuned:
         _csv(os.path.join(folder, "tuned.csv"), tuned)
+    elif os.path.exists(os.path.join(folder, "tuned.csv")):
+        os.remove(os.path.join(folder, "tuned.csv"))  # from an earlier, tuned sweep into this folder
     try:
         _plot(folder, rows, settings, spec)
     except ImportError:
