@@ -10,7 +10,7 @@ started by hand (a scheduler and worker processes, as on a real cluster), throug
    ``sparse-rtrl sweep SPEC --scheduler ADDRESS`` then runs the sweep on them,
    and the results are checked the same as the local cluster's.
 
-    python experiments/sweep_scaling.py            # 16 runs of 4000 steps (~2 min on two cores)
+    python experiments/sweep_scaling.py            # 16 runs of 200k steps (~2 min on two cores)
     python experiments/sweep_scaling.py --quick    # smoke test
 
 Writes ``sweep_scaling_{full,quick}.csv`` and ``.png``.
@@ -128,7 +128,7 @@ def _toml(s):
 
 def main():
     p = parser(__doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=int, default=4000)
+    p.add_argument("--steps", type=int, default=200_000)
     args = p.parse_args()
     import sparse_rtrl as sr
 
