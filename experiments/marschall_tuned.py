@@ -27,7 +27,6 @@ rerun continues them. Results: ``marschall_tuned_{full,quick}.csv`` and
 """
 
 import os
-import statistics
 import time
 
 import numpy as np
@@ -91,7 +90,7 @@ def main():
     if args.quick:
         args.n, args.steps, args.eval_steps, args.align_steps, args.seeds, args.tune_seeds = 6, 200, 100, 40, 2, 1
         args.rates, args.learners, args.workers = [1e-3, 1e-2], ["readout_only", "snap1", "tbptt10"], 0
-    client = close = None
+    client = cluster = None
     if args.workers != 0:
         import distributed
 
@@ -101,10 +100,6 @@ def main():
                                            env=dict(ONE_THREAD), dashboard_address=":0")
         client = distributed.Client(cluster)
         print(f"Dask: {len(client.scheduler_info()['workers'])} workers; dashboard {client.dashboard_link}")
-
-        def close():
-            client.close()
-            cluster.close()
     rows, t0 = [], time.perf_counter()
     try:
         for task in TASKS:
@@ -143,8 +138,9 @@ def main():
                           f"[{r['loss_q25']:.4g}, {r['loss_q75']:.4g}], alignment {r['alignment_median']:.3f} "
                           f"[{r['alignment_q25']:.3f}, {r['alignment_q75']:.3f}] over {r['seeds']} seeds")
     finally:
-        if close is not None:
-            close()
+        if client is not None:
+            client.close()
+            cluster.close()
     tag = "quick" if args.quick else "full"
     write_csv(os.path.join(args.out, f"marschall_tuned_{tag}.csv"), rows)
     plot(rows, os.path.join(args.out, f"marschall_tuned_{tag}.png"), args)
